@@ -1,0 +1,21 @@
+"""d2lrnn: the character-level RNN of D2L section 8.5 ("Implementation of
+Recurrent Neural Networks from Scratch", MXNet edition), as a tested package.
+
+Importing it switches MXNet to its NumPy interface (``npx.set_np()``), as the
+section does in its first cell.
+"""
+from mxnet import npx
+
+from .data import (SeqDataLoader, Vocab, count_corpus, load_corpus_time_machine,
+                   load_data_time_machine, read_time_machine, seq_data_iter_consecutive,
+                   seq_data_iter_random, seq_data_iter_sequential, tokenize)
+from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
+from .model import RNNModelScratch, get_params, init_rnn_state, rnn
+from .plot import Animator
+from .predict import predict_ch8
+from .train import grad_clipping, sgd, train_ch8, train_epoch_ch8
+from .utils import Accumulator, Timer, show_source, try_gpu
+
+npx.set_np()
+
+__version__ = '0.1.0'

@@ -1,0 +1,250 @@
+"""From a book to minibatches: reading, tokens, vocabulary, corpus, iterators.
+
+This is the pipeline of D2L section 8.3 that section 8.5 builds on::
+
+    timemachine.txt ─read_time_machine─▶ lines of letters and spaces
+        "the time machine by h g wells "
+    ─tokenize(token='char')─▶ [['t','h','e',' ', ...], ...]
+    ─Vocab─▶ <unk>=0, ' '=1, 'e'=2, 't'=3, ...      (28 tokens, most frequent first)
+    ─load_corpus_time_machine─▶ corpus = [3, 9, 2, 1, 3, 5, ...]  (first 10,000 ids)
+
+and then, for batch_size=2, num_steps=3, the two ways of cutting the corpus::
+
+    corpus (after a random offset):  a b c d e f g h i j k l m
+    sequential:   stream 0:  a b c | d e f      X1 = [[a b c],   X2 = [[d e f],
+                  stream 1:  g h i | j k l            [g h i]]         [j k l]]
+                  (row i of X2 continues row i of X1, so the hidden state can too)
+    random:       subsequences [a b c] [d e f] [g h i] [j k l] in shuffled order,
+                  two per minibatch; neighbouring rows have nothing to do with each other
+
+In both, Y is X shifted one token to the right: the model predicts the next token.
+"""
+import collections
+import hashlib
+import random
+import re
+from pathlib import Path
+
+from mxnet import np
+
+TEXTS = Path(__file__).parent / 'texts'
+TIME_MACHINE = TEXTS / 'timemachine.txt'
+TIME_MACHINE_SHA1 = '090b5e7e70c295757f55df93cb0a180b9691891a'
+
+
+def sha1_of(path):
+    """SHA-1 hex digest of a file's bytes."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def check_sha1(path, expected):
+    """Raise if the file at `path` is missing or its SHA-1 is not `expected`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f'{path} is missing: the d2lrnn installation is incomplete; '
+            f'reinstall d2lrnn (expected a file with SHA-1 {expected}).')
+    actual = sha1_of(path)
+    if actual != expected:
+        raise ValueError(
+            f'{path} has SHA-1 {actual}, expected {expected}: the file was altered; '
+            'reinstall d2lrnn to restore it.')
+
+
+def read_text(path, encoding='utf-8'):
+    """Read a text file, with errors that name the file and say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f'{path} is not valid {encoding} text (byte {e.start}: {e.reason}); '
+            'convert it to UTF-8 or pass the right encoding.') from None
+
+
+def preprocess_lines(text):
+    """Lower-case each line and turn every run of non-letters into one space (D2L 8.3)."""
+    return [re.sub('[^A-Za-z]+', ' ', line.strip().lower())
+            for line in text.splitlines()]
+
+
+def read_time_machine(path=None):
+    """Lines of The Time Machine, or of the text file at `path` (D2L 8.3).
+
+    The bundled book is checked against its SHA-1 first. Unlike the original,
+    which reads ``../data/timemachine.txt`` relative to the working directory,
+    the text ships inside the package, so nothing is downloaded.
+    """
+    if path is None:
+        check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
+        path = TIME_MACHINE
+    return preprocess_lines(read_text(path))
+
+
+def tokenize(lines, token='word'):
+    """Split each line into word or character tokens (D2L 8.3).
+
+    The original prints an error and returns ``None`` for another `token`;
+    this raises ``ValueError`` instead.
+    """
+    if token == 'word':
+        return [line.split(' ') for line in lines]
+    if token == 'char':
+        return [list(line) for line in lines]
+    raise ValueError(f"unknown token type {token!r}: use 'word' or 'char'.")
+
+
+def count_corpus(tokens):
+    """Count token frequencies in a list of tokens or a list of token lists."""
+    if tokens and isinstance(tokens[0], list):
+        tokens = [tk for line in tokens for tk in line]
+    return collections.Counter(tokens)
+
+
+class Vocab:
+    """Map tokens to indices and back; unknown tokens map to ``<unk>`` (D2L 8.3)."""
+
+    def __init__(self, tokens, min_freq=0, use_special_tokens=False):
+        counter = count_corpus(tokens)
+        # Most frequent first; ties in alphabetical order (the sort is stable).
+        self.token_freqs = sorted(counter.items(), key=lambda x: x[0])
+        self.token_freqs.sort(key=lambda x: x[1], reverse=True)
+        if use_special_tokens:
+            self.pad, self.bos, self.eos, self.unk = (0, 1, 2, 3)
+            uniq_tokens = ['<pad>', '<bos>', '<eos>', '<unk>']
+        else:
+            self.unk, uniq_tokens = 0, ['<unk>']
+        uniq_tokens += [token for token, freq in self.token_freqs
+                        if freq >= min_freq and token not in uniq_tokens]
+        self.idx_to_token = uniq_tokens
+        self.token_to_idx = {token: idx for idx, token in enumerate(uniq_tokens)}
+
+    def __len__(self):
+        return len(self.idx_to_token)
+
+    def __getitem__(self, tokens):
+        if not isinstance(tokens, (list, tuple)):
+            return self.token_to_idx.get(tokens, self.unk)
+        return [self.__getitem__(token) for token in tokens]
+
+    def to_tokens(self, indices):
+        if not isinstance(indices, (list, tuple)):
+            return self.idx_to_token[indices]
+        return [self.idx_to_token[index] for index in indices]
+
+
+def load_corpus_time_machine(max_tokens=-1, path=None):
+    """Character ids of the book and its vocabulary; keep the first `max_tokens` ids (D2L 8.3).
+
+    The vocabulary is built from the whole text, before the cut. `path` reads
+    another text file instead of The Time Machine.
+    """
+    tokens = tokenize(read_time_machine(path), 'char')
+    vocab = Vocab(tokens)
+    corpus = [vocab[tk] for line in tokens for tk in line]
+    if max_tokens > 0:
+        corpus = corpus[:max_tokens]
+    if not corpus:
+        raise ValueError(f'{path or TIME_MACHINE} holds no letters: nothing to learn from.')
+    return corpus, vocab
+
+
+def check_positive(**values):
+    """Raise ValueError naming the first argument that is not a positive integer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f'{name} must be a positive integer, got {value!r}.')
+
+
+def check_corpus_length(corpus, batch_size, num_steps):
+    """Raise unless every random offset leaves at least one full minibatch."""
+    check_positive(batch_size=batch_size, num_steps=num_steps)
+    # The worst offset drops num_steps tokens, and the labels need one more.
+    needed = (batch_size + 1) * num_steps + 1
+    if len(corpus) < needed:
+        raise ValueError(
+            f'the corpus has {len(corpus)} tokens, too few for one minibatch of '
+            f'batch_size={batch_size} x num_steps={num_steps}: it needs at least {needed}. '
+            'Use a longer text (or a larger max_tokens), or a smaller batch_size or num_steps.')
+
+
+def seq_data_iter_random(corpus, batch_size, num_steps):
+    """Minibatches of subsequences drawn in random order (D2L 8.3).
+
+    Raises ``ValueError`` at once where the original would silently yield nothing.
+    """
+    check_corpus_length(corpus, batch_size, num_steps)
+    return _random_batches(corpus, batch_size, num_steps)
+
+
+def _random_batches(corpus, batch_size, num_steps):
+    # A random offset, so that every epoch cuts the text at other places.
+    corpus = corpus[random.randint(0, num_steps):]
+    # Keep one token back: the last subsequence needs its label.
+    num_subseqs = (len(corpus) - 1) // num_steps
+    starts = list(range(0, num_subseqs * num_steps, num_steps))
+    random.shuffle(starts)
+    num_batches = num_subseqs // batch_size  # the partial last minibatch is dropped
+    for i in range(0, batch_size * num_batches, batch_size):
+        batch_starts = starts[i:i + batch_size]
+        X = [corpus[j:j + num_steps] for j in batch_starts]
+        Y = [corpus[j + 1:j + 1 + num_steps] for j in batch_starts]
+        yield np.array(X), np.array(Y)  # (batch_size, num_steps) each, float32
+
+
+def seq_data_iter_sequential(corpus, batch_size, num_steps):
+    """Minibatches whose rows continue the rows of the previous minibatch (D2L 8.3).
+
+    Raises ``ValueError`` at once where the original would silently yield nothing.
+    """
+    check_corpus_length(corpus, batch_size, num_steps)
+    return _sequential_batches(corpus, batch_size, num_steps)
+
+
+def _sequential_batches(corpus, batch_size, num_steps):
+    offset = random.randint(0, num_steps)
+    # The largest multiple of batch_size that still leaves one token for the labels.
+    num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
+    Xs = np.array(corpus[offset:offset + num_tokens])
+    Ys = np.array(corpus[offset + 1:offset + 1 + num_tokens])
+    # batch_size parallel streams, read num_steps columns at a time.
+    Xs, Ys = Xs.reshape(batch_size, -1), Ys.reshape(batch_size, -1)
+    num_batches = Xs.shape[1] // num_steps
+    for i in range(0, num_batches * num_steps, num_steps):
+        yield Xs[:, i:i + num_steps], Ys[:, i:i + num_steps]
+
+
+# The 2019 edition's name for the sequential iterator.
+seq_data_iter_consecutive = seq_data_iter_sequential
+
+
+class SeqDataLoader:
+    """An iterable over minibatches of a corpus; each pass draws a new offset (D2L 8.3).
+
+    `path` reads another text file instead of The Time Machine; `corpus` and
+    `vocab` use ids and a vocabulary that the caller already has.
+    """
+
+    def __init__(self, batch_size, num_steps, use_random_iter, max_tokens,
+                 path=None, corpus=None, vocab=None):
+        self.data_iter_fn = (seq_data_iter_random if use_random_iter
+                             else seq_data_iter_sequential)
+        if corpus is None:
+            corpus, vocab = load_corpus_time_machine(max_tokens, path)
+        elif vocab is None:
+            raise ValueError('a corpus needs its vocab: pass both, or neither.')
+        self.corpus, self.vocab = corpus, vocab
+        self.batch_size, self.num_steps = batch_size, num_steps
+        check_corpus_length(corpus, batch_size, num_steps)
+
+    def __iter__(self):
+        return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps)
+
+
+def load_data_time_machine(batch_size, num_steps, use_random_iter=False,
+                           max_tokens=10000, path=None):
+    """The minibatch iterator and the vocabulary of The Time Machine (D2L 8.3)."""
+    data_iter = SeqDataLoader(batch_size, num_steps, use_random_iter, max_tokens, path)
+    return data_iter, data_iter.vocab

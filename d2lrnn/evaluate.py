@@ -1,0 +1,69 @@
+"""Held-out evaluation: perplexity on text the model did not train on.
+
+The section reports only training perplexity, on 10,000 characters that a
+512-unit model can memorise. Here the book is cut in two::
+
+    corpus:  |<-------- training text -------->|<-- validation text -->|
+                                      train_fraction
+
+and the model is scored on the validation part, read sequentially from its
+first character with the state carried across minibatches, so that every
+evaluation of the same model on the same text gives the same number.
+"""
+import math
+
+from mxnet import gluon, np
+
+from .data import check_positive
+from .utils import Accumulator
+
+
+def split_corpus(corpus, train_fraction=0.9):
+    """Cut `corpus` into (training ids, validation ids) at `train_fraction` of its length."""
+    if not 0 < train_fraction < 1:
+        raise ValueError(f'train_fraction must lie strictly between 0 and 1, got {train_fraction!r}.')
+    cut = int(len(corpus) * train_fraction)
+    train, valid = corpus[:cut], corpus[cut:]
+    if not train or not valid:
+        raise ValueError(f'a corpus of {len(corpus)} tokens is too short to split '
+                         f'at {train_fraction}: one part would be empty.')
+    return train, valid
+
+
+def seq_data_iter_eval(corpus, batch_size, num_steps):
+    """Sequential minibatches from the first token, with no random offset: repeatable.
+
+    Like ``seq_data_iter_sequential`` but deterministic; the tail that does not
+    fill a (batch_size, num_steps) block is left out.
+    """
+    check_positive(batch_size=batch_size, num_steps=num_steps)
+    num_tokens = ((len(corpus) - 1) // batch_size) * batch_size
+    if num_tokens // batch_size < num_steps:
+        raise ValueError(
+            f'the text has {len(corpus)} tokens, too few to score with batch_size={batch_size} '
+            f'and num_steps={num_steps}: it needs at least {batch_size * num_steps + 1}. '
+            'Use a longer text or smaller batch_size and num_steps.')
+    Xs = np.array(corpus[:num_tokens]).reshape(batch_size, -1)
+    Ys = np.array(corpus[1:1 + num_tokens]).reshape(batch_size, -1)
+    num_batches = Xs.shape[1] // num_steps
+    return [(Xs[:, i:i + num_steps], Ys[:, i:i + num_steps])
+            for i in range(0, num_batches * num_steps, num_steps)]
+
+
+def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
+    """Perplexity of `model` over the minibatches of `data_iter`, without training.
+
+    The state starts at zero and, unless `use_random_iter`, is carried from
+    one minibatch to the next, as in training.
+    """
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    state, metric = None, Accumulator(2)  # sum of losses over tokens, number of tokens
+    for X, Y in data_iter:
+        if state is None or use_random_iter:
+            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
+        y = Y.T.reshape(-1)  # (num_steps * batch_size,)
+        py, state = model(X.as_in_context(ctx), state)
+        metric.add(loss(py, y.as_in_context(ctx)).sum(), y.size)
+    if metric[1] == 0:
+        raise ValueError('the data iterator yielded no minibatch: nothing to evaluate.')
+    return math.exp(metric[0] / metric[1])

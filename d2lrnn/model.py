@@ -1,0 +1,74 @@
+"""The RNN language model of D2L section 8.5, written from scratch.
+
+One time step, for a minibatch of one-hot inputs X_t (batch_size, vocab_size)::
+
+    H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h)     # (batch_size, num_hiddens)
+    O_t = H_t W_hq + b_q                          # (batch_size, vocab_size)
+
+The model is three plain functions (parameters, initial state, forward) and a
+small class that holds them together.
+"""
+from mxnet import np, npx
+
+from .data import check_positive
+
+
+def get_params(vocab_size, num_hiddens, ctx):
+    """The five parameters W_xh, W_hh, b_h, W_hq, b_q, each with a gradient buffer (D2L 8.5.2)."""
+    check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
+    num_inputs = num_outputs = vocab_size
+
+    def normal(shape):
+        return np.random.normal(scale=0.01, size=shape, ctx=ctx)
+
+    # Hidden layer. The draws happen in this order: W_xh, W_hh, W_hq.
+    W_xh = normal((num_inputs, num_hiddens))
+    W_hh = normal((num_hiddens, num_hiddens))
+    b_h = np.zeros(num_hiddens, ctx=ctx)
+    # Output layer
+    W_hq = normal((num_hiddens, num_outputs))
+    b_q = np.zeros(num_outputs, ctx=ctx)
+    params = [W_xh, W_hh, b_h, W_hq, b_q]
+    for param in params:
+        param.attach_grad()
+    return params
+
+
+def init_rnn_state(batch_size, num_hiddens, ctx):
+    """The initial hidden state: a tuple holding one zero array (batch_size, num_hiddens) (D2L 8.5.3)."""
+    check_positive(batch_size=batch_size, num_hiddens=num_hiddens)
+    return (np.zeros(shape=(batch_size, num_hiddens), ctx=ctx),)
+
+
+def rnn(inputs, state, params):
+    """Run the tanh RNN over `inputs` (num_steps, batch_size, vocab_size) (D2L 8.5.3).
+
+    Returns the outputs of all steps stacked as (num_steps * batch_size,
+    vocab_size), step after step, and the new state ``(H,)``.
+    """
+    W_xh, W_hh, b_h, W_hq, b_q = params
+    H, = state
+    outputs = []
+    for X in inputs:  # X: (batch_size, vocab_size)
+        H = np.tanh(np.dot(X, W_xh) + np.dot(H, W_hh) + b_h)
+        Y = np.dot(H, W_hq) + b_q
+        outputs.append(Y)
+    return np.concatenate(outputs, axis=0), (H,)
+
+
+class RNNModelScratch:
+    """An RNN model made of a parameter maker, a state maker and a forward function (D2L 8.5.3)."""
+
+    def __init__(self, vocab_size, num_hiddens, ctx,
+                 get_params, init_state, forward):
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        self.params = get_params(vocab_size, num_hiddens, ctx)
+        self.init_state, self.forward_fn = init_state, forward
+
+    def __call__(self, X, state):
+        # Token ids (batch_size, num_steps) -> one-hot, time first:
+        X = npx.one_hot(X.T, self.vocab_size)  # (num_steps, batch_size, vocab_size)
+        return self.forward_fn(X, state, self.params)
+
+    def begin_state(self, batch_size, ctx):
+        return self.init_state(batch_size, self.num_hiddens, ctx)
