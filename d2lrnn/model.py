@@ -14,12 +14,17 @@ from .data import check_positive
 
 
 def get_params(vocab_size, num_hiddens, ctx):
-    """The five parameters W_xh, W_hh, b_h, W_hq, b_q, each with a gradient buffer (D2L 8.5.2)."""
+    """The five parameters W_xh, W_hh, b_h, W_hq, b_q, each with a gradient buffer (D2L 8.5.2).
+
+    The random draws are made on the CPU and then copied to `ctx`, so that a
+    seed gives the same initial parameters on every device (the original
+    draws on `ctx`; on the CPU the two are identical).
+    """
     check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
     num_inputs = num_outputs = vocab_size
 
     def normal(shape):
-        return np.random.normal(scale=0.01, size=shape, ctx=ctx)
+        return np.random.normal(scale=0.01, size=shape, ctx=npx.cpu()).as_in_context(ctx)
 
     # Hidden layer. The draws happen in this order: W_xh, W_hh, W_hq.
     W_xh = normal((num_inputs, num_hiddens))
