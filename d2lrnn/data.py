@@ -121,6 +121,27 @@ class Vocab:
         self.idx_to_token = uniq_tokens
         self.token_to_idx = {token: idx for idx, token in enumerate(uniq_tokens)}
 
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild a vocabulary from ``vocab.state()`` (for example read back from JSON)."""
+        vocab = cls([])
+        vocab.idx_to_token = list(state['idx_to_token'])
+        vocab.token_to_idx = {token: idx for idx, token in enumerate(vocab.idx_to_token)}
+        vocab.token_freqs = [tuple(pair) for pair in state['token_freqs']]
+        vocab.unk = state['unk']
+        if 'pad' in state:
+            vocab.pad, vocab.bos, vocab.eos = state['pad'], state['bos'], state['eos']
+        return vocab
+
+    def state(self):
+        """Everything that defines this vocabulary, as JSON-ready lists and numbers."""
+        state = {'idx_to_token': list(self.idx_to_token),
+                 'token_freqs': [list(pair) for pair in self.token_freqs],
+                 'unk': self.unk}
+        if hasattr(self, 'pad'):
+            state.update(pad=self.pad, bos=self.bos, eos=self.eos)
+        return state
+
     def __len__(self):
         return len(self.idx_to_token)
 
