@@ -51,8 +51,10 @@ case ${1:-} in
     setup
     bash .ci/install-browser
     build_book
-    "$PY" -m pytest tests book --nbval --nbval-current-env \
-      --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1200
+    # Two workers (one thread each): the 15-minute training chapter runs beside
+    # everything else. loadscope keeps each notebook's cells in order on one worker.
+    "$PY" -m pytest tests book -n 2 --dist loadscope --nbval --nbval-current-env \
+      --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1800
     ;;
   execute)
     setup
