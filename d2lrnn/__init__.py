@@ -4,7 +4,13 @@ Recurrent Neural Networks from Scratch", MXNet edition), as a tested package.
 Importing it switches MXNet to its NumPy interface (``npx.set_np()``), as the
 section does in its first cell.
 """
-from mxnet import npx
+import warnings
+
+with warnings.catch_warnings():
+    # mxnet 1.9.1 touches names that NumPy 1.20+ and Python 3.10+ deprecate
+    # (np.bool, np.mirr, distutils): a dozen warnings on import, not ours to fix.
+    warnings.filterwarnings('ignore', category=DeprecationWarning, module='mxnet')
+    from mxnet import npx
 
 from .data import (SeqDataLoader, Vocab, count_corpus, load_corpus_time_machine,
                    load_data_time_machine, read_time_machine, seq_data_iter_consecutive,

@@ -21,6 +21,7 @@ In both, Y is X shifted one token to the right: the model predicts the next toke
 """
 import collections
 import hashlib
+import numbers
 import random
 import re
 from pathlib import Path
@@ -51,23 +52,25 @@ def check_sha1(path, expected):
             'reinstall d2lrnn to restore it.')
 
 
-def read_text(path, encoding='utf-8'):
-    """Read a text file, with errors that name the file and say what to do."""
+def read_lines(path):
+    """The lines of a text file, split where ``open(...).readlines()`` splits them.
+
+    Only ASCII letters survive ``preprocess_lines``, so bytes that are not
+    UTF-8 (say a Windows-1252 quote) are read as U+FFFD and become spaces,
+    exactly as the character they encode would: any ASCII-based encoding
+    gives the same lines. Errors name the file and say what to do.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
-    try:
-        return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f'{path} is not valid {encoding} text (byte {e.start}: {e.reason}); '
-            'convert it to UTF-8 or pass the right encoding.') from None
+    # Text mode: '\n', '\r\n' and '\r' end a line, as in the original's readlines().
+    with open(path, encoding='utf-8', errors='replace') as f:
+        return f.readlines()
 
 
-def preprocess_lines(text):
-    """Lower-case each line and turn every run of non-letters into one space (D2L 8.3)."""
-    return [re.sub('[^A-Za-z]+', ' ', line.strip().lower())
-            for line in text.splitlines()]
+def preprocess_lines(lines):
+    """Strip and lower-case each line; every run of non-letters becomes one space (D2L 8.3)."""
+    return [re.sub('[^A-Za-z]+', ' ', line.strip().lower()) for line in lines]
 
 
 def read_time_machine(path=None):
@@ -80,7 +83,7 @@ def read_time_machine(path=None):
     if path is None:
         check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
         path = TIME_MACHINE
-    return preprocess_lines(read_text(path))
+    return preprocess_lines(read_lines(path))
 
 
 def tokenize(lines, token='word'):
@@ -175,7 +178,8 @@ def load_corpus_time_machine(max_tokens=-1, path=None):
 def check_positive(**values):
     """Raise ValueError naming the first argument that is not a positive integer."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        # Integral: numpy integers are fine too; bool is an int but never meant as a size.
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
             raise ValueError(f'{name} must be a positive integer, got {value!r}.')
 
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: seeds, the CPU, and the section's data, loaded once."""
+import random
+
+import pytest
+
+import d2lrnn  # first: it imports mxnet without mxnet's own DeprecationWarnings
+import mxnet as mx  # noqa: E402
+from mxnet import npx  # noqa: E402
+
+
+@pytest.fixture
+def seed():
+    """Seed Python's and MXNet's generators, so that a test repeats exactly."""
+    def _seed(value=0):
+        random.seed(value)
+        mx.random.seed(value)
+    _seed()
+    return _seed
+
+
+@pytest.fixture(scope='session')
+def ctx():
+    return npx.cpu()
+
+
+@pytest.fixture(scope='session')
+def time_machine():
+    """(corpus, vocab) of the section: the first 10,000 character ids."""
+    return d2lrnn.load_corpus_time_machine(10000)
+
+
+@pytest.fixture(scope='session')
+def make_model(ctx):
+    """A maker of scratch RNNs of the section, with any sizes (draws from MXNet's seed)."""
+    def _make(vocab_size=28, num_hiddens=32):
+        return d2lrnn.RNNModelScratch(vocab_size, num_hiddens, ctx, d2lrnn.get_params,
+                                      d2lrnn.init_rnn_state, d2lrnn.rnn)
+    return _make
