@@ -62,8 +62,8 @@ def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
         if state is None or use_random_iter:
             state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
         y = Y.T.reshape(-1)  # (num_steps * batch_size,)
-        py, state = model(X.as_in_context(ctx), state)
-        metric.add(loss(py, y.as_in_context(ctx)).sum(), y.size)
+        py, state = model(X.as_in_ctx(ctx), state)
+        metric.add(loss(py, y.as_in_ctx(ctx)).sum(), y.size)
     if metric[1] == 0:
         raise ValueError('the data iterator yielded no minibatch: nothing to evaluate.')
     return math.exp(metric[0] / metric[1])

@@ -24,7 +24,7 @@ def get_params(vocab_size, num_hiddens, ctx):
     num_inputs = num_outputs = vocab_size
 
     def normal(shape):
-        return np.random.normal(scale=0.01, size=shape, ctx=npx.cpu()).as_in_context(ctx)
+        return np.random.normal(scale=0.01, size=shape, ctx=npx.cpu()).as_in_ctx(ctx)
 
     # Hidden layer. The draws happen in this order: W_xh, W_hh, W_hq.
     W_xh = normal((num_inputs, num_hiddens))
