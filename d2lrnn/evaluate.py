@@ -10,12 +10,10 @@ and the model is scored on the validation part, read sequentially from its
 first character with the state carried across minibatches, so that every
 evaluation of the same model on the same text gives the same number.
 """
-import math
-
 from mxnet import gluon, np
 
 from .data import check_positive
-from .utils import Accumulator
+from .utils import Accumulator, perplexity
 
 
 def split_corpus(corpus, train_fraction=0.9):
@@ -66,4 +64,4 @@ def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
         metric.add(loss(py, y.as_in_ctx(ctx)).sum(), y.size)
     if metric[1] == 0:
         raise ValueError('the data iterator yielded no minibatch: nothing to evaluate.')
-    return math.exp(metric[0] / metric[1])
+    return perplexity(metric[0], metric[1])

@@ -6,7 +6,7 @@ from mxnet import autograd, gluon, init
 from .data import check_positive
 from .plot import Animator
 from .predict import predict_ch8
-from .utils import Accumulator, Timer
+from .utils import Accumulator, Timer, perplexity
 
 
 def grad_clipping(model, theta):
@@ -43,7 +43,8 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
     The original calls ``s.detach()`` and drops the result, which leaves the
     state attached; this keeps the detached copies. MXNet frees a graph on
     ``backward``, so the two give identical results (the tests check this
-    bit for bit). A non-finite loss raises ``FloatingPointError``.
+    bit for bit). A non-finite loss, or a perplexity too large for a float,
+    raises ``FloatingPointError``.
     """
     state, timer = None, Timer()
     metric = Accumulator(2)  # sum of losses over tokens, number of tokens
@@ -55,33 +56,40 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
             # Rows continue: keep the values, cut the graph to this minibatch.
             state = tuple(s.detach() for s in state)
         y = Y.T.reshape(-1)  # (num_steps * batch_size,), the order of the outputs
-        X, y = X.as_in_context(ctx), y.as_in_context(ctx)
+        X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
         with autograd.record():
             py, state = model(X, state)  # (num_steps * batch_size, vocab_size)
             l = loss(py, y).mean()
         l.backward()
         grad_clipping(model, 1)
         updater(batch_size=1)  # the loss is already a mean
-        metric.add(l * y.size, y.size)
-        if not math.isfinite(metric[0]):
+        if not math.isfinite(float(l)):
             raise FloatingPointError(
                 f'the loss became {float(l)} at minibatch {i + 1}: training diverged; '
                 'lower the learning rate or clip the gradients harder.')
+        metric.add(l * y.size, y.size)
     if metric[1] == 0:
         raise ValueError('train_iter yielded no minibatch: the text is too short '
                          'for this batch_size and num_steps.')
-    return math.exp(metric[0] / metric[1]), metric[1] / timer.stop()
+    ppl = perplexity(metric[0], metric[1])
+    if ppl == math.inf:
+        raise FloatingPointError(
+            f'the mean loss was {metric[0] / metric[1]:.3g} per token, so the perplexity '
+            'overflows: training diverged; lower the learning rate or clip the gradients harder.')
+    return ppl, metric[1] / timer.stop()
 
 
 def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
               use_random_iter=False, animator=None):
     """Train for `num_epochs` with SGD, plotting perplexity every 10 epochs (D2L 8.5.6).
 
-    `animator` receives the points (a default one plots live in a notebook
-    and stays silent elsewhere). Unlike the original, the prediction made
-    every 10 epochs goes nowhere (in a notebook the original's live plot
-    erased it at once; in a terminal it scrolled by), and the function returns
-    the final perplexity. It prints the same three lines at the end.
+    As in the original, the perplexity of epochs 1, 11, 21, ... is plotted
+    (x = epoch number). `animator` receives the points (a default one plots
+    live in a notebook and stays silent elsewhere). Unlike the original, the
+    prediction made every 10 epochs is not printed (in a notebook the
+    original's live plot erased it at once; in a terminal it scrolled by),
+    and the function returns the final perplexity. It prints the same three
+    lines at the end.
     """
     check_positive(num_epochs=num_epochs)
     if not lr > 0:
@@ -89,7 +97,7 @@ def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     if animator is None:
         animator = Animator(xlabel='epoch', ylabel='perplexity',
-                            legend=['train'], xlim=[10, num_epochs])
+                            legend=['train'], xlim=[1, num_epochs])
     if isinstance(model, gluon.Block):
         model.initialize(ctx=ctx, force_reinit=True, init=init.Normal(0.01))
         trainer = gluon.Trainer(model.collect_params(), 'sgd', {'learning_rate': lr})
@@ -109,7 +117,7 @@ def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
                 model, train_iter, loss, updater, ctx, use_random_iter)
         except FloatingPointError as e:
             raise FloatingPointError(f'epoch {epoch + 1}: {e}') from None
-        if (epoch + 1) % 10 == 0:
+        if epoch % 10 == 0:  # epochs 1, 11, 21, ...
             animator.add(epoch + 1, [ppl])
     print('Perplexity %.1f, %d tokens/sec on %s' % (ppl, speed, ctx))
     print(predict('time traveller'))

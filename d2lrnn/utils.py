@@ -1,4 +1,5 @@
 """Small helpers the section borrows from earlier chapters: device, timer, running sums."""
+import math
 import time
 
 from mxnet import npx
@@ -36,6 +37,14 @@ class Timer:
             total += t
             sums.append(total)
         return sums
+
+
+def perplexity(loss_sum, num_tokens):
+    """exp of the mean cross-entropy per token (D2L 8.4); inf where that overflows a float."""
+    try:
+        return math.exp(loss_sum / num_tokens)
+    except OverflowError:  # a mean loss above ~709.78 nats
+        return math.inf
 
 
 class Accumulator:
