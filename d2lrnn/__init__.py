@@ -16,6 +16,7 @@ from .data import (SeqDataLoader, Vocab, count_corpus, load_corpus_time_machine,
                    load_data_time_machine, read_time_machine, seq_data_iter_consecutive,
                    seq_data_iter_random, seq_data_iter_sequential, tokenize)
 from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
+from .fast import FastRNNScratch
 from .model import RNNModelScratch, get_params, init_rnn_state, rnn
 from .plot import Animator
 from .predict import predict_ch8

@@ -1,0 +1,102 @@
+"""FastRNNScratch computes what RNNModelScratch computes: outputs, state, gradients, training."""
+import random
+
+import mxnet as mx
+import pytest
+from mxnet import autograd, gluon, np, npx
+
+import d2lrnn
+from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, grad_clipping,
+                    init_rnn_state, predict_ch8, rnn, sgd, train_epoch_ch8)
+
+CTX = npx.cpu()
+
+
+def faithful_and_fast(vocab_size, num_hiddens, variant='bptt', seed=0):
+    """The two models, each built right after the same seed."""
+    mx.random.seed(seed)
+    faithful = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
+    mx.random.seed(seed)
+    fast = FastRNNScratch(vocab_size, num_hiddens, CTX, variant=variant)
+    return faithful, fast
+
+
+def forward_backward(model, X, H0):
+    """Outputs, final state and the gradients of a loss that uses both."""
+    H0.attach_grad()
+    with autograd.record():
+        Y, (H,) = model(X, (H0,))
+        loss = (Y * Y).sum() + (H * np.arange(H.shape[1])).sum()
+    loss.backward()
+    return Y, H, [p.grad.copy() for p in model.params] + [H0.grad.copy()]
+
+
+def assert_close(a, b, rtol=1e-5, atol=1e-6):
+    scale = float(np.abs(a).max()) or 1.0
+    assert a.shape == b.shape
+    assert float(np.abs(a - b).max()) <= atol + rtol * scale
+
+
+def test_same_initial_parameters_as_get_params():
+    faithful, fast = faithful_and_fast(28, 32)
+    assert [p.shape for p in fast.params] == [(28, 32), (32, 32), (32,), (32, 28), (28,)]
+    for p, q in zip(faithful.params, fast.params):
+        assert (p == q).all() and q.grad is not None
+    assert (fast.vocab_size, fast.num_hiddens) == (28, 32)
+    assert not isinstance(fast, gluon.Block)  # train_ch8 must take its scratch path
+
+
+@pytest.mark.parametrize('variant', FastRNNScratch.VARIANTS)
+@pytest.mark.parametrize('batch_size, num_steps', [(3, 7), (2, 1)])
+def test_outputs_state_and_gradients_match(variant, batch_size, num_steps):
+    faithful, fast = faithful_and_fast(28, 64, variant)
+    mx.random.seed(1)
+    X = np.random.randint(0, 28, size=(batch_size, num_steps)).astype('float32')
+    H0 = np.random.normal(scale=0.5, size=(batch_size, 64))
+    expected = forward_backward(faithful, X, H0.copy())
+    actual = forward_backward(fast, X, H0.copy())
+    for a, b in zip(expected[:2] + tuple(expected[2]), actual[:2] + tuple(actual[2])):
+        assert_close(a, b)
+
+
+def one_epoch(model, num_hiddens=512):
+    random.seed(0)
+    train_iter, _ = d2lrnn.load_data_time_machine(32, 35)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    return train_epoch_ch8(model, train_iter, loss,
+                           lambda batch_size: sgd(model.params, 1, batch_size), CTX, False)[0]
+
+
+def test_one_seeded_epoch_gives_the_same_perplexity():
+    faithful, fast = faithful_and_fast(28, 512)
+    expected, actual = one_epoch(faithful), one_epoch(fast)
+    assert actual == pytest.approx(expected, rel=1e-5)
+    for p, q in zip(faithful.params, fast.params):
+        assert_close(p, q, rtol=1e-4)
+
+
+def test_predict_and_grad_clipping_work_unchanged():
+    faithful, fast = faithful_and_fast(28, 64)
+    vocab = d2lrnn.load_data_time_machine(32, 35)[1]
+    assert (predict_ch8('time traveller', 20, fast, vocab, CTX)
+            == predict_ch8('time traveller', 20, faithful, vocab, CTX))
+    X = np.array([[3, 9, 2, 1, 4], [5, 6, 7, 8, 1]])
+    norms = []
+    for model in (faithful, fast):
+        forward_backward(model, X, model.begin_state(2, CTX)[0])
+        norms.append(grad_clipping(model, 0.01))
+        assert (sum(float((p.grad ** 2).sum()) for p in model.params) ** 0.5
+                == pytest.approx(0.01, rel=1e-4))
+    assert norms[1] == pytest.approx(norms[0], rel=1e-5)
+
+
+def test_bad_input_gets_a_clear_error():
+    fast = FastRNNScratch(28, 8, CTX)
+    with pytest.raises(ValueError, match='batch_size, num_steps'):
+        fast(np.zeros((2, 3, 4)), fast.begin_state(2, CTX))
+    with pytest.raises(ValueError, match='state has shape'):
+        fast(np.zeros((2, 3)), fast.begin_state(5, CTX))
+    with pytest.raises(ValueError, match='variant'):
+        FastRNNScratch(28, 8, CTX, variant='gpu')
+    with pytest.raises(ValueError, match='num_hiddens'):
+        FastRNNScratch(28, 0, CTX)
