@@ -1,4 +1,6 @@
 """Text from a model: warm the state up on a prefix, then emit one character at a time."""
+import numbers
+
 import numpy as onp
 from mxnet import np
 
@@ -16,9 +18,11 @@ def predict_ch8(prefix, num_predicts, model, vocab, ctx,
     """
     if not isinstance(prefix, str) or not prefix:
         raise ValueError(f'prefix must be a non-empty string, got {prefix!r}.')
-    if isinstance(num_predicts, bool) or not isinstance(num_predicts, int) or num_predicts < 0:
+    if (isinstance(num_predicts, bool) or not isinstance(num_predicts, numbers.Integral)
+            or num_predicts < 0):
         raise ValueError(f'num_predicts must be an integer >= 0, got {num_predicts!r}.')
-    if sample and not (isinstance(alpha, (int, float)) and 0 < alpha < float('inf')):
+    if sample and (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
+                   or not 0 < alpha < float('inf')):
         raise ValueError(f'alpha must be a finite number > 0, got {alpha!r}.')
     rng = onp.random.default_rng(seed)
 

@@ -1,0 +1,76 @@
+"""Held-out perplexity: splitting the corpus, a repeatable iterator, the score itself."""
+import math
+
+import numpy as onp
+import pytest
+from mxnet import np
+
+import d2lrnn
+
+
+def test_split_corpus_cuts_at_the_fraction():
+    corpus = list(range(101))
+    train, valid = d2lrnn.split_corpus(corpus, 0.9)
+    assert len(train) == 90 and train + valid == corpus
+    assert d2lrnn.split_corpus([1, 2], 0.5) == ([1], [2])
+
+
+@pytest.mark.parametrize('fraction', [0, 1, 1.5, -0.1])
+def test_split_corpus_refuses_fractions_outside_0_1(fraction):
+    with pytest.raises(ValueError, match='strictly between 0 and 1'):
+        d2lrnn.split_corpus(list(range(100)), fraction)
+
+
+@pytest.mark.parametrize('corpus, fraction', [([1], 0.5), ([], 0.5), (list(range(10)), 0.05)])
+def test_split_corpus_refuses_an_empty_part(corpus, fraction):
+    with pytest.raises(ValueError, match='too short to split'):
+        d2lrnn.split_corpus(corpus, fraction)
+
+
+def test_eval_iterator_is_sequential_from_the_first_token_and_repeatable():
+    corpus = list(range(100))
+    batches = d2lrnn.seq_data_iter_eval(corpus, 3, 5)
+    assert len(batches) == (99 // 3) // 5
+    first_X, first_Y = batches[0]
+    assert first_X[0, 0] == 0 and first_X.shape == (3, 5)
+    for X, Y in batches:
+        onp.testing.assert_array_equal(Y.asnumpy(), X.asnumpy() + 1)
+    again = d2lrnn.seq_data_iter_eval(corpus, 3, 5)
+    assert all((a[0] == b[0]).all() for a, b in zip(batches, again))
+
+
+def test_eval_iterator_refuses_too_short_text():
+    with pytest.raises(ValueError, match='too few to score.*at least 21'):
+        d2lrnn.seq_data_iter_eval(list(range(20)), 4, 5)
+    assert len(d2lrnn.seq_data_iter_eval(list(range(21)), 4, 5)) == 1
+    with pytest.raises(ValueError, match='batch_size must be a positive integer'):
+        d2lrnn.seq_data_iter_eval(list(range(20)), 0, 5)
+
+
+def test_perplexity_equals_a_direct_computation(seed, ctx, make_model):
+    model = make_model(6, 8)
+    for p in model.params:
+        p[:] = p * 50  # far from uniform
+    corpus = [int(i) for i in onp.random.default_rng(0).integers(0, 6, size=41)]
+    ppl = d2lrnn.evaluate_perplexity(model, d2lrnn.seq_data_iter_eval(corpus, 1, 10), ctx)
+    # The same 40 predictions in one pass of 40 steps, log-softmax in NumPy.
+    logits, _ = model(np.array([corpus[:40]]), model.begin_state(1, ctx))
+    logits = logits.asnumpy().astype('float64')
+    log_p = logits - onp.log(onp.exp(logits).sum(axis=1, keepdims=True))
+    expected = math.exp(-log_p[onp.arange(40), corpus[1:]].mean())
+    assert ppl == pytest.approx(expected, rel=1e-5)
+    assert abs(math.log(ppl) - math.log(6)) > 0.1  # not merely the uniform value
+
+
+def test_evaluation_does_not_change_the_model(seed, ctx, make_model, time_machine):
+    corpus, vocab = time_machine
+    model = make_model(len(vocab), 16)
+    before = [p.asnumpy() for p in model.params]
+    ppl = d2lrnn.evaluate_perplexity(model, d2lrnn.seq_data_iter_eval(corpus[:2000], 4, 35), ctx)
+    assert ppl == pytest.approx(len(vocab), rel=0.05)  # untrained: nearly uniform
+    assert all((a == p.asnumpy()).all() for a, p in zip(before, model.params))
+
+
+def test_evaluation_of_nothing_is_refused(ctx, make_model):
+    with pytest.raises(ValueError, match='yielded no minibatch'):
+        d2lrnn.evaluate_perplexity(make_model(6, 4), [], ctx)
