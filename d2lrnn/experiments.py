@@ -141,3 +141,213 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
         if on_epoch is not None:
             on_epoch(epoch, record)
     return record
+
+
+# ---------------------------------------------------------------------------
+# Exercises 1, 3, 5 and 7: one-hot versus lookup, sampling statistics,
+# carrying the state without detaching, and means of the probabilities.
+# ---------------------------------------------------------------------------
+import collections as _collections
+import re as _re
+
+import numpy as _onp
+from mxnet import npx as _npx
+
+from .data import check_positive as _check_positive
+from .model import RNNModelScratch as _RNNModelScratch
+
+
+def rnn_lookup(inputs, state, params):
+    """``d2lrnn.rnn`` fed with token ids instead of one-hot vectors (exercise 1).
+
+    `inputs` holds ids, shaped (num_steps, batch_size). Step t reads the rows
+    of ``W_xh`` that the ids name (``np.take``), which is what the product of
+    a one-hot matrix with ``W_xh`` computes. Everything else is ``rnn``.
+    """
+    W_xh, W_hh, b_h, W_hq, b_q = params
+    if inputs.ndim != 2:
+        raise ValueError(f'inputs must be token ids shaped (num_steps, batch_size), '
+                         f'got shape {inputs.shape}.')
+    H, = state
+    outputs = []
+    for ids in inputs:  # ids: (batch_size,)
+        X_W = np.take(W_xh, ids.astype('int32'), axis=0)  # (batch_size, num_hiddens)
+        H = np.tanh(X_W + np.dot(H, W_hh) + b_h)
+        outputs.append(np.dot(H, W_hq) + b_q)
+    return np.concatenate(outputs, axis=0), (H,)
+
+
+class LookupRNNScratch(_RNNModelScratch):
+    """``RNNModelScratch`` without the one-hot step: the forward function gets ids.
+
+    Same parameters (made by `get_params`), same state, same outputs; only the
+    input side differs: ``forward(X.T, state, params)`` with X the
+    (batch_size, num_steps) ids, no ``npx.one_hot``.
+    """
+
+    def __init__(self, vocab_size, num_hiddens, ctx, get_params, init_state,
+                 forward=rnn_lookup):
+        super().__init__(vocab_size, num_hiddens, ctx, get_params, init_state, forward)
+
+    def __call__(self, X, state):
+        if X.ndim != 2:
+            raise ValueError(f'X must be token ids shaped (batch_size, num_steps), got shape {X.shape}.')
+        if X.size and (float(X.min()) < 0 or float(X.max()) >= self.vocab_size):
+            raise ValueError(f'token ids must lie in [0, {self.vocab_size}), '
+                             f'got ids from {float(X.min())} to {float(X.max())}.')
+        return self.forward_fn(X.T, state, self.params)
+
+
+def sharpen(p, alpha):
+    """q ∝ p**alpha, renormalised over the last axis (exercise 3), as a NumPy float64 array.
+
+    ``alpha=1`` returns p (renormalised), alpha -> 0 tends to the uniform
+    distribution over the entries with p > 0, alpha -> inf to all mass on the
+    largest entries.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < float('inf'):
+        raise ValueError(f'alpha must be a finite number > 0, got {alpha!r}.')
+    p = _onp.asarray(p, dtype='float64')
+    if p.size == 0 or (p < 0).any() or not _onp.isfinite(p).all() or (p.sum(axis=-1) <= 0).any():
+        raise ValueError('p must hold non-negative finite probabilities with a positive sum.')
+    with _onp.errstate(divide='ignore'):
+        logq = alpha * _onp.log(p)
+    logq -= logq.max(axis=-1, keepdims=True)
+    q = _onp.exp(logq)
+    return q / q.sum(axis=-1, keepdims=True)
+
+
+def _check_text(text):
+    if not isinstance(text, str):
+        raise ValueError(f'text must be a string, got {type(text).__name__}.')
+
+
+def char_entropy(tokens):
+    """Entropy in bits of the frequencies of the tokens in `tokens` (exercise 3).
+
+    `tokens` is a string (its characters are the tokens) or a list of tokens,
+    for example ``split_tokens(text)``, which keeps ``<unk>`` in one piece.
+    """
+    if not isinstance(tokens, (str, list, tuple)):
+        raise ValueError(f'tokens must be a string or a list of tokens, got {type(tokens).__name__}.')
+    if not tokens:
+        raise ValueError('there are no tokens: an empty sequence has no entropy.')
+    counts = _onp.array(list(_collections.Counter(tokens).values()), dtype='float64')
+    f = counts / counts.sum()
+    return float(-(f * _onp.log2(f)).sum())
+
+
+def split_tokens(text):
+    """The character tokens of a generated `text`: ``'<unk>'`` counts as one token."""
+    _check_text(text)
+    return _re.findall('<unk>|.', text, flags=_re.DOTALL)
+
+
+def book_words(lines):
+    """The set of words of a book given as lines (as ``read_time_machine`` returns them)."""
+    if isinstance(lines, str) or not all(isinstance(line, str) for line in lines):
+        raise ValueError('lines must be a list of strings, one per line of the book.')
+    words = {w for line in lines for w in line.split()}
+    if not words:
+        raise ValueError('the lines hold no words.')
+    return words
+
+
+def word_fraction(text, words):
+    """The fraction of the words of `text` that are in the set `words` (exercise 3).
+
+    The first and the last word are left out, since they may be cut (the
+    prefix starts mid-stream, the generation stops mid-word); runs of
+    anything but the letters a-z separate words, ``<unk>`` included.
+    """
+    _check_text(text)
+    if not isinstance(words, (set, frozenset)) or not words:
+        raise ValueError('words must be a non-empty set of words.')
+    tokens = _re.findall('[a-z]+', text.replace('<unk>', ' '))[1:-1]
+    if not tokens:
+        raise ValueError(f'{text[:40]!r} is too short: it has no whole word between '
+                         'its first and last ones.')
+    return sum(t in words for t in tokens) / len(tokens)
+
+
+def distinct_ngram_fraction(text, n):
+    """Distinct character n-grams of `text` over all of its n-grams: low means it repeats itself."""
+    _check_text(text)
+    _check_positive(n=n)
+    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+    if not grams:
+        raise ValueError(f'text of {len(text)} characters has no {n}-gram.')
+    return len(set(grams)) / len(grams)
+
+
+STATE_MODES = ('detach', 'keep', 'retain')
+
+
+def train_epoch_state(model, train_iter, loss, updater, ctx, mode='detach'):
+    """One epoch of sequential training with a choice of what happens to the state (exercise 5).
+
+    * ``'detach'``: ``state = tuple(s.detach() for s in state)``, as in
+      ``train_epoch_ch8``;
+    * ``'keep'``: the state is passed on untouched (the original's
+      ``for s in state: s.detach()`` discards the detached copies, so it
+      amounts to this);
+    * ``'retain'``: passed on untouched and ``backward(retain_graph=True)``,
+      so the graphs of earlier minibatches stay alive and the gradient of
+      each minibatch flows back through all earlier minibatches of the epoch.
+
+    Clipping at 1 and the update as in ``train_epoch_ch8``. Returns
+    ``(perplexity, tokens per second, seconds of each minibatch)``.
+    """
+    if mode not in STATE_MODES:
+        raise ValueError(f'mode must be one of {STATE_MODES}, got {mode!r}.')
+    state, metric, step_times = None, Accumulator(2), []
+    timer = Timer()
+    for X, Y in train_iter:
+        step = Timer()
+        if state is None:
+            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
+        elif mode == 'detach':
+            state = tuple(s.detach() for s in state)
+        y = Y.T.reshape(-1)
+        X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
+        with autograd.record():
+            py, state = model(X, state)
+            l = loss(py, y).mean()
+        l.backward(retain_graph=(mode == 'retain'))
+        grad_clipping(model, 1)
+        updater(batch_size=1)
+        metric.add(l * y.size, y.size)  # float(l) waits for the step to finish
+        step_times.append(step.stop())
+    if metric[1] == 0:
+        raise ValueError('train_iter yielded no minibatch: the text is too short '
+                         'for this batch_size and num_steps.')
+    return math.exp(metric[0] / metric[1]), metric[1] / timer.stop(), step_times
+
+
+def target_probabilities(model, corpus, batch_size, num_steps, ctx):
+    """The probability the model gives to each actual next token of `corpus` (exercise 7).
+
+    The corpus is read as by ``evaluate_perplexity`` (``seq_data_iter_eval``,
+    state carried over); returns a NumPy float64 array with one probability
+    per predicted token.
+    """
+    probs = []
+    state = None
+    for X, Y in seq_data_iter_eval(corpus, batch_size, num_steps):
+        if state is None:
+            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
+        y = Y.T.reshape(-1).as_in_ctx(ctx)
+        py, state = model(X.as_in_ctx(ctx), state)
+        p = _npx.softmax(py.astype('float64'))
+        probs.append(p.asnumpy()[_onp.arange(y.size), y.asnumpy().astype('int64')])
+    return _onp.concatenate(probs)
+
+
+def means(p):
+    """Arithmetic, geometric and harmonic mean of positive numbers `p`, in float64 (exercise 7)."""
+    p = _onp.asarray(p, dtype='float64').ravel()
+    if p.size == 0 or not _onp.isfinite(p).all() or (p <= 0).any():
+        raise ValueError('p must be a non-empty array of positive finite numbers.')
+    return {'arithmetic': float(p.mean()),
+            'geometric': float(_onp.exp(_onp.log(p).mean())),
+            'harmonic': float(1 / (1 / p).mean())}
