@@ -52,24 +52,28 @@ def check_sha1(path, expected):
             'reinstall d2lrnn to restore it.')
 
 
-def read_lines(path):
-    """The lines of a text file, split where ``open(...).readlines()`` splits them.
+def read_text(path, encoding='utf-8'):
+    """The text of a file, with an error that names the file and says what to do.
 
     Only ASCII letters survive ``preprocess_lines``, so bytes that are not
-    UTF-8 (say a Windows-1252 quote) are read as U+FFFD and become spaces,
-    exactly as the character they encode would: any ASCII-based encoding
-    gives the same lines. Errors name the file and say what to do.
+    valid `encoding` (say a Windows-1252 quote in a UTF-8 read) become U+FFFD
+    and then spaces, as the character they stand for would: any ASCII-based
+    encoding gives the same lines. Text mode: '\r\n' and '\r' read as '\n'.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
-    # Text mode: '\n', '\r\n' and '\r' end a line, as in the original's readlines().
-    with open(path, encoding='utf-8', errors='replace') as f:
-        return f.readlines()
+    with open(path, encoding=encoding, errors='replace') as f:
+        return f.read()
 
 
-def preprocess_lines(lines):
+def preprocess_lines(text):
     """Strip and lower-case each line; every run of non-letters becomes one space (D2L 8.3)."""
+    # Lines end at '\n' only, as the original's readlines() splits them (not
+    # str.splitlines(), which also splits at form feeds and other separators).
+    lines = text.split('\n')
+    if lines[-1] == '':  # the text ends with a newline, or is empty
+        lines.pop()
     return [re.sub('[^A-Za-z]+', ' ', line.strip().lower()) for line in lines]
 
 
@@ -83,7 +87,7 @@ def read_time_machine(path=None):
     if path is None:
         check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
         path = TIME_MACHINE
-    return preprocess_lines(read_lines(path))
+    return preprocess_lines(read_text(path))
 
 
 def tokenize(lines, token='word'):

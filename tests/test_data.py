@@ -234,3 +234,9 @@ def test_unknown_token_type_is_refused():
 def test_missing_text_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.txt: no such file'):
         d2lrnn.read_time_machine(tmp_path / 'nope.txt')
+
+
+def test_preprocess_lines_takes_text_and_splits_as_readlines_does():
+    assert data.preprocess_lines('One!\nTwo\x0cthree\n') == ['one ', 'two three']
+    assert data.preprocess_lines('') == []
+    assert data.preprocess_lines('a\n\n') == ['a', '']
