@@ -53,7 +53,7 @@ def check_sha1(path, expected):
 
 
 def read_text(path, encoding='utf-8'):
-    """The text of a file, with an error that names the file and says what to do.
+    r"""The text of a file, with an error that names the file and says what to do.
 
     Only ASCII letters survive ``preprocess_lines``, so bytes that are not
     valid `encoding` (say a Windows-1252 quote in a UTF-8 read) become U+FFFD
