@@ -1,0 +1,357 @@
+"""How fast do the RNNs of D2L 8.5 train on this CPU? Tokens/s, memory, perplexity.
+
+Variants, all trained as ``train_epoch_ch8`` trains (clipping at 1, SGD, lr 1):
+
+    faithful          RNNModelScratch(get_params, init_rnn_state, rnn): the section's model
+    fast              FastRNNScratch (d2lrnn/fast.py): same mathematics, hand-written BPTT
+    fast-hybrid       FastRNNScratch(variant='hybrid'): autograd through a cached graph
+    fast-imperative   FastRNNScratch(variant='imperative'): the same operators, no caching
+    gluon             gluon.rnn.RNN + Dense, hybridized, gluon Trainer (the concise model, D2L 8.6)
+
+Speed: all variants live in this one process; each repeat trains every variant
+for one epoch (the same seeded minibatches), in an order that rotates from
+repeat to repeat, so that a change in the machine's load hits all of them
+alike. Reported: medians over repeats of tokens per second of wall time (what
+``train_epoch_ch8`` reports) and of process CPU time (less sensitive to other
+programs on a shared machine), and the median of the per-repeat ratios to
+``faithful``.
+
+Memory and perplexity: each variant trains for ``--epochs`` epochs from seed 0
+in a subprocess of its own, which reports its peak resident memory (VmHWM)
+minus its resident memory just before the model is built (after importing
+MXNet and loading the data; the peak is reset there through
+/proc/self/clear_refs), and the perplexity of the last epoch.
+
+``--long`` trains faithful and fast for 500 epochs (two subprocesses side by
+side) and writes results/long_run.json, which later runs copy into their JSON.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py          # or: bash dev.sh bench
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py --quick --out /tmp/s.json
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/bench_speed.py --long
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mxnet as mx
+from mxnet import gluon, init, np, npx
+
+import d2lrnn
+from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, init_rnn_state, rnn,
+                    sgd, train_epoch_ch8)
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / 'results'
+VARIANTS = ('faithful', 'fast', 'fast-hybrid', 'fast-imperative', 'gluon')
+CTX = npx.cpu()
+LR = 1
+
+
+class RNNModelConcise(gluon.HybridBlock):
+    """gluon.rnn.RNN (tanh) and a Dense output layer, as the concise implementation (D2L 8.6)."""
+
+    def __init__(self, vocab_size, num_hiddens):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.rnn = gluon.rnn.RNN(num_hiddens, activation='tanh')
+        self.dense = gluon.nn.Dense(vocab_size, flatten=False)
+
+    def hybrid_forward(self, F, inputs, state):
+        X = F.npx.one_hot(inputs.T, self.vocab_size)  # (num_steps, batch_size, vocab_size)
+        Y, state = self.rnn(X, list(state))  # (num_steps, batch_size, num_hiddens)
+        return self.dense(Y).reshape(-1, self.vocab_size), state
+
+    def begin_state(self, batch_size, ctx):
+        return self.rnn.begin_state(batch_size=batch_size, ctx=ctx)
+
+
+def make_model(variant, vocab_size, num_hiddens):
+    """A model and its updater, parameters drawn from MXNet's current seed."""
+    if variant == 'gluon':
+        model = RNNModelConcise(vocab_size, num_hiddens)
+        model.initialize(init.Normal(0.01), ctx=CTX)
+        model.hybridize(static_alloc=True, static_shape=True)
+        trainer = gluon.Trainer(model.collect_params(), 'sgd', {'learning_rate': LR})
+        return model, trainer.step
+    if variant == 'faithful':
+        model = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
+    elif variant.startswith('fast'):
+        model = FastRNNScratch(vocab_size, num_hiddens, CTX,
+                               variant={'fast': 'bptt'}.get(variant, variant[5:]))
+    else:
+        raise ValueError(f'unknown variant {variant!r}: choose from {VARIANTS}.')
+    return model, lambda batch_size: sgd(model.params, LR, batch_size)
+
+
+def one_epoch(model, updater, train_iter, seed):
+    """Train one epoch on seeded minibatches; return (perplexity, wall tokens/s, CPU tokens/s)."""
+    random.seed(seed)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    npx.waitall()
+    cpu = time.process_time()
+    ppl, speed = train_epoch_ch8(model, train_iter, loss, updater, CTX, False)
+    npx.waitall()
+    cpu = time.process_time() - cpu
+    num_tokens = sum(X.size for X, _ in _seeded(train_iter, seed))
+    return ppl, speed, num_tokens / cpu
+
+
+def _seeded(train_iter, seed):
+    random.seed(seed)
+    return list(train_iter)
+
+
+# ---------------------------------------------------------------- speed (one process)
+
+def measure_speed(args, train_iter, vocab_size):
+    """Tokens/s of every variant, alternating variants within each repeat."""
+    models = {}
+    for variant in args.variants:
+        mx.random.seed(0)
+        models[variant] = make_model(variant, vocab_size, args.num_hiddens)
+        one_epoch(*models[variant], train_iter, seed=-1)  # warm-up: builds cached graphs
+    wall = {v: [] for v in args.variants}
+    cpu = {v: [] for v in args.variants}
+    for r in range(args.repeats):
+        k = r % len(args.variants)
+        for variant in args.variants[k:] + args.variants[:k]:  # rotate the order
+            _, w, c = one_epoch(*models[variant], train_iter, seed=r)
+            wall[variant].append(w)
+            cpu[variant].append(c)
+        print(f'repeat {r + 1}/{args.repeats}: ' + ', '.join(
+            f'{v} {wall[v][-1]:,.0f}' for v in args.variants) + ' tokens/s', flush=True)
+    return {v: summarise(wall, cpu, v) for v in args.variants}
+
+
+def summarise(wall, cpu, variant):
+    def ratios(times):
+        if 'faithful' not in times:
+            return None
+        return statistics.median(a / b for a, b in zip(times[variant], times['faithful']))
+    return {'tokens_per_s': wall[variant], 'cpu_tokens_per_s': cpu[variant],
+            'median_tokens_per_s': statistics.median(wall[variant]),
+            'median_cpu_tokens_per_s': statistics.median(cpu[variant]),
+            'ratio_to_faithful': ratios(wall), 'cpu_ratio_to_faithful': ratios(cpu)}
+
+
+def matmul_gflops(n=2048, repeats=5):
+    """GFLOP/s of an (n, n) x (n, n) float32 product through oneDNN and through np.dot
+    (OpenBLAS), and of the recurrence's own (32, 512) x (512, 512) product through oneDNN."""
+    def rate(f, flops, number):
+        f()
+        npx.waitall()
+        best = float('inf')
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(number):
+                f()
+            npx.waitall()
+            best = min(best, (time.perf_counter() - start) / number)
+        return flops / best / 1e9
+    mx.random.seed(0)
+    A, B = np.random.normal(size=(n, n)), np.random.normal(size=(n, n))
+    H, W = np.random.normal(size=(32, 512)), np.random.normal(size=(512, 512))
+    return {'n': n,
+            'onednn_gflops': rate(lambda: npx.fully_connected(A, B, no_bias=True, num_hidden=n),
+                                  2 * n ** 3, 3),
+            'openblas_gflops': rate(lambda: np.dot(A, B), 2 * n ** 3, 1),
+            'onednn_32x512x512_gflops': rate(
+                lambda: npx.fully_connected(H, W, no_bias=True, num_hidden=512),
+                2 * 32 * 512 * 512, 200)}
+
+
+# ---------------------------------------------------------------- memory and perplexity (subprocesses)
+
+def rss_kib(field):
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    raise RuntimeError(f'/proc/self/status has no {field}')
+
+
+def child(args):
+    """Train one variant for args.epochs epochs from seed 0; print a JSON line."""
+    random.seed(0)
+    train_iter, vocab = d2lrnn.load_data_time_machine(
+        args.batch_size, args.num_steps, max_tokens=args.max_tokens)
+    npx.waitall()
+    Path('/proc/self/clear_refs').write_text('5')  # reset the peak (VmHWM) to the current RSS
+    baseline = rss_kib('VmRSS')
+    mx.random.seed(0)
+    random.seed(0)
+    model, updater = make_model(args.child, len(vocab), args.num_hiddens)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    ppls, start = [], time.perf_counter()
+    for _ in range(args.epochs):
+        ppls.append(train_epoch_ch8(model, train_iter, loss, updater, CTX, False)[0])
+    npx.waitall()
+    print(json.dumps({'variant': args.child, 'epochs': args.epochs, 'perplexity': ppls[-1],
+                      'perplexities': ppls, 'seconds': time.perf_counter() - start,
+                      'baseline_rss_mib': baseline / 1024,
+                      'peak_rss_growth_mib': (rss_kib('VmHWM') - baseline) / 1024}))
+
+
+def run_children(args, variants, epochs, parallel=False):
+    """Run `child` for each variant in its own process; return {variant: its JSON}."""
+    def command(variant):
+        return [sys.executable, __file__, '--child', variant, '--epochs', str(epochs),
+                '--num-hiddens', str(args.num_hiddens), '--batch-size', str(args.batch_size),
+                '--num-steps', str(args.num_steps), '--max-tokens', str(args.max_tokens)]
+    procs = {}
+    results = {}
+    for variant in variants:
+        procs[variant] = subprocess.Popen(command(variant), stdout=subprocess.PIPE, text=True)
+        if not parallel:
+            results[variant] = _result(procs[variant], variant)
+    for variant in variants:
+        if variant not in results:
+            results[variant] = _result(procs[variant], variant)
+    return results
+
+
+def _result(proc, variant):
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f'the {variant} subprocess failed (exit code {proc.returncode}).')
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpuinfo = Path('/proc/cpuinfo').read_text().splitlines()
+    models = [line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name')]
+    flags = next((line for line in cpuinfo if line.startswith('flags')), '').split()
+    return {'cpu_model': models[0] if models else platform.processor(),
+            'cores': os.cpu_count(),
+            'simd': [f for f in ('avx512f', 'avx2', 'fma') if f in flags],
+            'mxnet_version': mx.__version__, 'python_version': platform.python_version(),
+            'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'load_average_at_start': list(os.getloadavg())}
+
+
+def print_table(report):
+    speed, memory, ppl = report['speed'], report['memory'], report['perplexity']
+    epochs = report['config']['epochs']
+    print(f"\n{'variant':16} {'tokens/s':>9} {'x faithful':>10} {'CPU tok/s':>10} "
+          f"{'x faithful':>10} {'peak MiB':>9} {f'ppl@{epochs}':>9}")
+    for v in report['config']['variants']:
+        s = speed[v]
+        ratio = s['ratio_to_faithful'] or float('nan')
+        cpu_ratio = s['cpu_ratio_to_faithful'] or float('nan')
+        print(f"{v:16} {s['median_tokens_per_s']:9,.0f} {ratio:10.2f} "
+              f"{s['median_cpu_tokens_per_s']:10,.0f} {cpu_ratio:10.2f} "
+              f"{memory[v]['peak_rss_growth_mib']:9.1f} {ppl[v]['perplexity']:9.3f}")
+    m = report['matmul']
+    print(f"matmul {m['n']}^3: oneDNN {m['onednn_gflops']:.0f} GFLOP/s, "
+          f"OpenBLAS {m['openblas_gflops']:.0f} GFLOP/s; 32x512x512 oneDNN "
+          f"{m['onednn_32x512x512_gflops']:.0f} GFLOP/s")
+    if report.get('long_run'):
+        print('500 epochs: ' + ', '.join(f"{v} {r['perplexity']:.4f}"
+                                         for v, r in report['long_run']['runs'].items()))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--repeats', type=int, default=7, help='speed repeats (default 7)')
+    p.add_argument('--epochs', type=int, default=20,
+                   help='epochs for the perplexity and memory runs (default 20)')
+    p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument('--num-hiddens', type=int, default=512)
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--num-steps', type=int, default=35)
+    p.add_argument('--max-tokens', type=int, default=10000)
+    p.add_argument('--quick', action='store_true',
+                   help='a smoke run in seconds: 2 repeats, 1 epoch, 64 hidden units, 2,000 tokens')
+    p.add_argument('--long', action='store_true',
+                   help='train faithful and fast for 500 epochs; write results/long_run.json')
+    p.add_argument('--merge-long', action='store_true',
+                   help='only copy results/long_run.json into the existing speed JSON')
+    p.add_argument('--out', type=Path, default=None,
+                   help='the JSON to write (default results/speed.json, or long_run.json)')
+    p.add_argument('--child', choices=VARIANTS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.epochs, args.num_hiddens, args.max_tokens = 2, 1, 64, 2000
+    for name in ('repeats', 'epochs', 'num_hiddens', 'batch_size', 'num_steps', 'max_tokens'):
+        if getattr(args, name) <= 0:
+            p.error(f'--{name.replace("_", "-")} must be a positive integer.')
+    return args
+
+
+def main_long(args):
+    """500 epochs of faithful and fast, side by side, in one go."""
+    out = args.out or RESULTS / 'long_run.json'
+    runs = run_children(args, ['faithful', 'fast'], 500, parallel=True)
+    report = {'machine': machine(), 'config': config(args, epochs=500), 'runs': runs,
+              'difference': abs(runs['fast']['perplexity'] - runs['faithful']['perplexity'])}
+    write(out, report)
+    print(f"500 epochs: faithful {runs['faithful']['perplexity']:.4f}, "
+          f"fast {runs['fast']['perplexity']:.4f}")
+
+
+def config(args, epochs=None):
+    return {'batch_size': args.batch_size, 'num_steps': args.num_steps,
+            'num_hiddens': args.num_hiddens, 'max_tokens': args.max_tokens, 'lr': LR,
+            'repeats': args.repeats, 'epochs': epochs or args.epochs,
+            'variants': list(args.variants), 'quick': args.quick}
+
+
+def read_long_run():
+    path = RESULTS / 'long_run.json'
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def merge_long(out):
+    """Copy the 500-epoch results into a finished speed report (they take long to make)."""
+    report, long_run = json.loads(out.read_text()), read_long_run()
+    if long_run is None:
+        raise SystemExit(f'{RESULTS / "long_run.json"} does not exist yet: run --long first.')
+    report['long_run'] = long_run
+    print_table(report)
+    write(out, report)
+
+
+def write(path, report):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + '\n')
+    print(f'wrote {path}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    if args.long:
+        return main_long(args)
+    out = args.out or RESULTS / 'speed.json'
+    if args.merge_long:
+        return merge_long(out)
+    report = {'machine': machine(), 'config': config(args)}
+    report['matmul'] = matmul_gflops(512 if args.quick else 2048)
+    random.seed(0)
+    train_iter, vocab = d2lrnn.load_data_time_machine(
+        args.batch_size, args.num_steps, max_tokens=args.max_tokens)
+    report['speed'] = measure_speed(args, train_iter, len(vocab))
+    runs = run_children(args, args.variants, args.epochs)
+    report['memory'] = {v: {k: r[k] for k in ('baseline_rss_mib', 'peak_rss_growth_mib')}
+                        for v, r in runs.items()}
+    report['perplexity'] = {v: {k: r[k] for k in ('epochs', 'perplexity', 'perplexities')}
+                            for v, r in runs.items()}
+    report['long_run'] = None if args.quick else read_long_run()
+    report['machine']['load_average_at_end'] = list(os.getloadavg())
+    print_table(report)
+    write(out, report)
+
+
+if __name__ == '__main__':
+    main()
