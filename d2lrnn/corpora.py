@@ -18,8 +18,9 @@ every run of non-letters becomes one space) and become character ids.
 """
 import re
 
-from .data import (TEXTS, Vocab, check_sha1, preprocess_lines, read_text,
-                   read_time_machine, tokenize)
+from pathlib import Path
+
+from .data import TEXTS, Vocab, check_sha1, read_time_machine, tokenize
 from .evaluate import split_corpus
 
 WAR_OF_THE_WORLDS = TEXTS / 'war_of_the_worlds.txt'
@@ -31,6 +32,24 @@ WAR_OF_THE_WORLDS_ENCODING = 'cp1252'
 _START = re.compile(r'^\*\*\* ?START OF', re.MULTILINE)
 _END = re.compile(r'^\*\*\* ?END OF', re.MULTILINE)
 _TRAILER = re.compile(r'^\s*End of (the )?Project Gutenberg', re.IGNORECASE)
+
+
+def read_text(path, encoding='utf-8'):
+    """The text of a file, with errors that name the file and say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f'{path} is not valid {encoding} text (byte {e.start}: {e.reason}); '
+            'pass the right encoding.') from None
+
+
+def clean_lines(text):
+    """Lower-case each line, every run of non-letters becoming one space (as in D2L 8.3)."""
+    return [re.sub('[^A-Za-z]+', ' ', line.strip().lower()) for line in text.splitlines()]
 
 
 def strip_gutenberg(text):
@@ -74,7 +93,7 @@ def read_book(path, encoding='utf-8', gutenberg=True, sha1=None):
     text = read_text(path, encoding)
     if gutenberg:
         text = strip_gutenberg(text)
-    lines = preprocess_lines(text)
+    lines = clean_lines(text)
     if not any(line.strip() for line in lines):
         raise ValueError(f'{path} holds no letters: nothing to learn from.')
     return lines
@@ -136,6 +155,6 @@ def unknown_fraction(ids, vocab):
     return sum(1 for i in ids if i == vocab.unk) / len(ids)
 
 
-__all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'strip_gutenberg', 'read_book',
+__all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'read_text', 'clean_lines', 'strip_gutenberg', 'read_book',
            'read_war_of_the_worlds', 'read_named_book', 'encode', 'load_corpus',
            'load_book_split', 'unknown_fraction']

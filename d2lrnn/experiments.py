@@ -20,6 +20,14 @@ from .train import grad_clipping, sgd
 from .utils import Accumulator, Timer
 
 
+def held_out_perplexity(model, data_iter, ctx):
+    """``evaluate_perplexity``, but ``inf`` instead of an OverflowError for a model gone astray."""
+    try:
+        return evaluate_perplexity(model, data_iter, ctx)
+    except OverflowError:
+        return math.inf
+
+
 def rnn_relu(inputs, state, params):
     """The forward function of ``d2lrnn.rnn`` with ReLU in place of tanh (exercise 6).
 
@@ -80,7 +88,12 @@ def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
     if metric[1] == 0:
         raise ValueError('train_iter yielded no minibatch: the text is too short '
                          'for this batch_size and num_steps.')
-    return math.exp(metric[0] / metric[1]), metric[1] / timer.stop(), True
+    return _exp(metric[0] / metric[1]), metric[1] / timer.stop(), True
+
+
+def _exp(x):
+    """exp(x), or inf where it would overflow (a perplexity far beyond any use)."""
+    return math.exp(x) if x < 709 else math.inf
 
 
 def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
@@ -137,7 +150,7 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
         record['train_ppl'].append(ppl)
         if valid_iter is not None and (epoch % eval_every == 0 or epoch == num_epochs):
             record['valid_epoch'].append(epoch)
-            record['valid_ppl'].append(evaluate_perplexity(model, valid_iter, ctx))
+            record['valid_ppl'].append(held_out_perplexity(model, valid_iter, ctx))
         if on_epoch is not None:
             on_epoch(epoch, record)
     return record

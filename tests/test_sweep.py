@@ -1,0 +1,63 @@
+"""bench/sweep_perplexity.py runs end to end on a tiny configuration (a few seconds)."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / 'bench' / 'sweep_perplexity.py'
+COMMITTED = SCRIPT.parent / 'results' / 'sweep_perplexity.json'
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location('sweep_perplexity', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_layout(result):
+    assert result['runs'], 'no run recorded'
+    for run in result['runs']:
+        assert len(run['train_ppl']) == run['num_epochs'] == run['epoch'][-1]
+        assert run['valid_epoch'][-1] == run['num_epochs']
+        assert all(p > 1 for p in run['train_ppl'] + run['valid_ppl'])
+    cross = result['cross_book']
+    assert cross['same_token_set'] is True
+    assert cross['unknown_fraction'] == {'war_of_the_worlds_in_tm_vocab': 0,
+                                        'time_machine_in_wotw_vocab': 0}
+    for model in ('time_machine', 'war_of_the_worlds'):
+        for text in ('time_machine', 'war_of_the_worlds'):
+            assert math.isfinite(cross['perplexity'][model][text])
+        sample = cross['samples'][model]
+        assert sample['argmax'].startswith(sample['prefix'])
+        assert sample['sampled'].startswith(sample['prefix'])
+
+
+def test_tiny_sweep(tmp_path):
+    out = tmp_path / 'sweep.json'
+    result = load_script().main(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert [r['name'] for r in result['runs']] == ['base', 'hidden8', 'small']
+    check_layout(result)
+    # The War of the Worlds run copies the best setting.
+    best = next(r for r in result['runs'] if r['name'] == result['cross_book']['best_setting'])
+    assert result['cross_book']['war_of_the_worlds_run']['num_hiddens'] == best['num_hiddens']
+
+
+def test_tiny_sweep_is_repeatable(tmp_path):
+    args = ['--tiny', '--quiet', '--model', 'scratch', '--only', 'base']
+    a = load_script().main(args + ['--out', str(tmp_path / 'a.json')])
+    b = load_script().main(args + ['--out', str(tmp_path / 'b.json')])
+    assert a['runs'][0]['valid_ppl'] == b['runs'][0]['valid_ppl']
+
+
+def test_unknown_run_name(tmp_path):
+    with pytest.raises(SystemExit):
+        load_script().main(['--tiny', '--only', 'nonsense', '--out', str(tmp_path / 'x.json')])
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason='the full sweep has not been committed yet')
+def test_committed_results_are_complete():
+    check_layout(json.loads(COMMITTED.read_text()))
