@@ -1,4 +1,5 @@
 """A line plot that grows while a model trains: live in a notebook, silent elsewhere."""
+import io
 
 
 def in_notebook():
@@ -76,6 +77,23 @@ class Animator:
     def _show(self):
         from IPython.display import display
         if self._handle is None:
-            self._handle = display(self.fig, display_id=True)
+            self._handle = display(self._displayable(), display_id=True)
         else:
-            self._handle.update(self.fig)
+            self._handle.update(self._displayable())
+
+    def _displayable(self):
+        """The figure where IPython can draw it (after %matplotlib inline), else a PNG of it."""
+        from IPython import get_ipython
+        from IPython.display import Image
+        # Without pyplot or %matplotlib inline no formatter knows a Figure,
+        # and the cell would show only '<Figure size 350x250 with 1 Axes>'.
+        formatters = get_ipython().display_formatter.formatters
+        for mime in ('image/png', 'image/svg+xml'):
+            try:
+                formatters[mime].lookup(self.fig)
+                return self.fig
+            except KeyError:
+                pass
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format='png')
+        return Image(buf.getvalue(), format='png')

@@ -42,3 +42,17 @@ def test_animator_outside_a_notebook_prints_nothing_and_keeps_the_points():
         'assert len(a.axes[0].lines) == 1\n')
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ('', '')
+
+
+def test_animator_in_a_kernel_without_matplotlib_inline_shows_a_png(monkeypatch):
+    import IPython
+    from IPython.core.formatters import DisplayFormatter
+
+    import d2lrnn
+    shell = type('Shell', (), {'display_formatter': DisplayFormatter()})()
+    monkeypatch.setattr(IPython, 'get_ipython', lambda: shell)
+    animator = d2lrnn.Animator(display=False)
+    animator.add(1, [2.0])
+    shown = animator._displayable()  # no formatter knows a Figure here
+    assert isinstance(shown, IPython.display.Image)
+    assert shown.data.startswith(b'\x89PNG')
