@@ -190,8 +190,13 @@ def child(args):
     model, updater = make_model(args.child, len(vocab), args.num_hiddens)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     ppls, start = [], time.perf_counter()
-    for _ in range(args.epochs):
+    progress = open(args.progress, 'w') if args.progress else None
+    for epoch in range(args.epochs):
         ppls.append(train_epoch_ch8(model, train_iter, loss, updater, CTX, False)[0])
+        if progress:  # a long run that is stopped still leaves its curve so far
+            progress.write(json.dumps({'epoch': epoch + 1, 'perplexity': ppls[-1],
+                                       'seconds': time.perf_counter() - start}) + '\n')
+            progress.flush()
     npx.waitall()
     print(json.dumps({'variant': args.child, 'epochs': args.epochs, 'perplexity': ppls[-1],
                       'perplexities': ppls, 'seconds': time.perf_counter() - start,
@@ -199,12 +204,13 @@ def child(args):
                       'peak_rss_growth_mib': (rss_kib('VmHWM') - baseline) / 1024}))
 
 
-def run_children(args, variants, epochs, parallel=False):
+def run_children(args, variants, epochs, parallel=False, progress=False):
     """Run `child` for each variant in its own process; return {variant: its JSON}."""
     def command(variant):
         return [sys.executable, __file__, '--child', variant, '--epochs', str(epochs),
                 '--num-hiddens', str(args.num_hiddens), '--batch-size', str(args.batch_size),
-                '--num-steps', str(args.num_steps), '--max-tokens', str(args.max_tokens)]
+                '--num-steps', str(args.num_steps), '--max-tokens', str(args.max_tokens)
+                ] + (['--progress', str(progress_path(variant))] if progress else [])
     procs = {}
     results = {}
     for variant in variants:
@@ -256,8 +262,9 @@ def print_table(report):
           f"OpenBLAS {m['openblas_gflops']:.0f} GFLOP/s; 32x512x512 oneDNN "
           f"{m['onednn_32x512x512_gflops']:.0f} GFLOP/s")
     if report.get('long_run'):
-        print('500 epochs: ' + ', '.join(f"{v} {r['perplexity']:.4f}"
-                                         for v, r in report['long_run']['runs'].items()))
+        runs = report['long_run']['runs']
+        print(f"after {runs['fast']['epochs']} epochs: " + ', '.join(
+            f"{v} {r['perplexity']:.4f}" for v, r in runs.items()))
 
 
 def parse_args(argv=None):
@@ -279,6 +286,7 @@ def parse_args(argv=None):
     p.add_argument('--out', type=Path, default=None,
                    help='the JSON to write (default results/speed.json, or long_run.json)')
     p.add_argument('--child', choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument('--progress', type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.epochs, args.num_hiddens, args.max_tokens = 2, 1, 64, 2000
@@ -291,8 +299,9 @@ def parse_args(argv=None):
 def main_long(args):
     """500 epochs of faithful and fast, side by side, in one go."""
     out = args.out or RESULTS / 'long_run.json'
-    runs = run_children(args, ['faithful', 'fast'], 500, parallel=True)
+    runs = run_children(args, ['faithful', 'fast'], 500, parallel=True, progress=True)
     report = {'machine': machine(), 'config': config(args, epochs=500), 'runs': runs,
+              'complete': True,
               'difference': abs(runs['fast']['perplexity'] - runs['faithful']['perplexity'])}
     write(out, report)
     print(f"500 epochs: faithful {runs['faithful']['perplexity']:.4f}, "
@@ -306,9 +315,27 @@ def config(args, epochs=None):
             'variants': list(args.variants), 'quick': args.quick}
 
 
+def progress_path(variant):
+    return RESULTS / f'long_run_{variant}.jsonl'
+
+
 def read_long_run():
+    """The 500-epoch results; if the run is unfinished, the epochs both variants reached."""
     path = RESULTS / 'long_run.json'
-    return json.loads(path.read_text()) if path.exists() else None
+    if path.exists():
+        return json.loads(path.read_text())
+    if not all(progress_path(v).exists() for v in ('faithful', 'fast')):
+        return None
+    curves = {v: [json.loads(line) for line in progress_path(v).read_text().splitlines()]
+              for v in ('faithful', 'fast')}
+    epochs = min(len(c) for c in curves.values())
+    if epochs == 0:
+        return None
+    runs = {v: {'variant': v, 'epochs': epochs, 'perplexity': c[epochs - 1]['perplexity'],
+                'perplexities': [e['perplexity'] for e in c[:epochs]],
+                'seconds': c[epochs - 1]['seconds']} for v, c in curves.items()}
+    return {'machine': machine(), 'config': None, 'runs': runs, 'complete': False,
+            'difference': abs(runs['fast']['perplexity'] - runs['faithful']['perplexity'])}
 
 
 def merge_long(out):
