@@ -1,0 +1,4 @@
+"""``python -m d2lrnn``: the command line of ``d2lrnn.cli``."""
+from .cli import main
+
+raise SystemExit(main())

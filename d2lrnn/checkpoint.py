@@ -1,0 +1,268 @@
+"""Checkpoints: a trained model in a directory that a crash cannot leave half-written.
+
+A checkpoint directory holds::
+
+    manifest.json                  format and version; names the four files below,
+                                   each with its size and SHA-256
+    params-<sha256[:16]>.params    W_xh, W_hh, b_h, W_hq, b_q (MXNet's array format)
+    vocab-<sha256[:16]>.json       Vocab.state()
+    config-<sha256[:16]>.json      how the model was built and trained
+    progress-<sha256[:16]>.json    epochs done, Python's random state, history
+
+Every file but the manifest is named after its content, so a new checkpoint
+never writes over a file the current manifest names. Saving writes the four
+files (each to a temporary file, fsync, ``os.replace``), then replaces
+``manifest.json`` the same way, and only then deletes files no manifest names.
+Whenever the process dies -- even by ``kill -9`` -- ``manifest.json`` names
+complete files: the old checkpoint's or the new one's. Loading checks every
+size and hash, so a damaged or hand-edited checkpoint is refused, not used.
+"""
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from mxnet import npx
+
+from .data import Vocab
+
+FORMAT = 'd2lrnn-checkpoint'
+FORMAT_VERSION = 1
+MANIFEST = 'manifest.json'
+PARAM_NAMES = ('W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q')
+ROLES = {'params': '.params', 'vocab': '.json', 'config': '.json', 'progress': '.json'}
+# Files this module writes; only these are ever deleted from a directory.
+_OWN_FILE = re.compile(r'^(params|vocab|config|progress)-[0-9a-f]{16}\.(params|json)$')
+_TEMP_PREFIX = '.d2lrnn-tmp-'
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, damaged or of another format; the message says which."""
+
+
+class Checkpoint:
+    """What a checkpoint holds: parameters (NumPy arrays by name), vocabulary, config, progress."""
+
+    def __init__(self, params, vocab, config, progress):
+        self.params, self.vocab = params, vocab
+        self.config, self.progress = config, progress
+
+
+def param_shapes(vocab_size, num_hiddens):
+    """The shape of each parameter of the scratch RNN (D2L 8.5.2), by name."""
+    V, H = vocab_size, num_hiddens
+    return {'W_xh': (V, H), 'W_hh': (H, H), 'b_h': (H,), 'W_hq': (H, V), 'b_q': (V,)}
+
+
+def exists(directory):
+    """True if `directory` holds a checkpoint (good or damaged): it has a manifest."""
+    return (Path(directory) / MANIFEST).exists()
+
+
+# ---------------------------------------------------------------- saving
+
+def save(directory, checkpoint):
+    """Write `checkpoint` into `directory` atomically, replacing the one there."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {'params': _write_params(directory, checkpoint.params),
+             'vocab': _write_json(directory, 'vocab', checkpoint.vocab.state()),
+             'config': _write_json(directory, 'config', checkpoint.config),
+             'progress': _write_json(directory, 'progress', checkpoint.progress)}
+    manifest = {'format': FORMAT, 'format_version': FORMAT_VERSION,
+                'epoch': checkpoint.progress.get('epoch'), 'files': files}
+    # The commit point: before this replace the old checkpoint is current, after it the new.
+    _write_atomic(directory, MANIFEST, _json_bytes(manifest))
+    _remove_unnamed(directory, {entry['name'] for entry in files.values()})
+
+
+def _json_bytes(obj):
+    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + '\n').encode('utf-8')
+
+
+def _write_json(directory, role, obj):
+    data = _json_bytes(obj)
+    entry = _entry(role, data)
+    _write_atomic(directory, entry['name'], data)
+    return entry
+
+
+def _write_params(directory, params):
+    """Save the parameters with ``npx.save``, which writes only to a path: a temporary one."""
+    missing = set(PARAM_NAMES) - set(params)
+    if missing:
+        raise ValueError(f'parameters missing: {sorted(missing)}')
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
+    os.close(fd)
+    try:
+        npx.save(tmp, {name: _as_mx(params[name]) for name in PARAM_NAMES})
+        data = Path(tmp).read_bytes()
+    finally:
+        os.unlink(tmp)
+    entry = _entry('params', data)
+    _write_atomic(directory, entry['name'], data)
+    return entry
+
+
+def _as_mx(array):
+    """An MXNet array on the CPU, from an MXNet or a NumPy array."""
+    from mxnet import np
+    return array.as_in_ctx(npx.cpu()) if hasattr(array, 'as_in_ctx') else np.array(array)
+
+
+def _entry(role, data):
+    digest = hashlib.sha256(data).hexdigest()
+    return {'name': f'{role}-{digest[:16]}{ROLES[role]}', 'sha256': digest, 'bytes': len(data)}
+
+
+def _write_atomic(directory, name, data):
+    """Put `data` at directory/name so that the name holds either the old or the new bytes."""
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, directory / name)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_directory(directory)  # and the rename itself is on disk
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_unnamed(directory, keep):
+    """Delete our files that the manifest does not name: older checkpoints, leftovers of crashes."""
+    for path in directory.iterdir():
+        own = _OWN_FILE.match(path.name) or path.name.startswith(_TEMP_PREFIX)
+        if own and path.name not in keep:
+            _unlink_quietly(path)
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# ---------------------------------------------------------------- loading
+
+def load(directory):
+    """Read and check the checkpoint in `directory`; raise CheckpointError saying what is wrong."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    data = {role: _read_checked(directory, manifest['files'], role) for role in ROLES}
+    vocab = Vocab.from_state(_parse_json(directory, 'vocab', data['vocab']))
+    config = _parse_json(directory, 'config', data['config'])
+    progress = _parse_json(directory, 'progress', data['progress'])
+    params = _parse_params(directory, data['params'])
+    _check_shapes(directory, params, len(vocab), config)
+    return Checkpoint(params, vocab, config, progress)
+
+
+def _damaged(directory, what):
+    return CheckpointError(
+        f'the checkpoint in {directory} is damaged ({what}); train again, or restore the '
+        'directory from a copy.')
+
+
+def _read_manifest(directory):
+    if not directory.is_dir():
+        raise CheckpointError(f'{directory}: no such directory; give the --out directory '
+                              'of a `d2lrnn train` run.')
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f'{directory} holds no checkpoint (no {MANIFEST}); '
+                              f'create one with `d2lrnn train --out {directory}`.')
+    try:
+        manifest = json.loads(path.read_bytes().decode('utf-8'))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise _damaged(directory, f'{MANIFEST} is unreadable: {e}') from None
+    if not isinstance(manifest, dict) or manifest.get('format') != FORMAT:
+        raise _damaged(directory, f'{MANIFEST} is not a d2lrnn manifest')
+    _check_version(directory, manifest.get('format_version'))
+    files = manifest.get('files')
+    if not isinstance(files, dict) or any(not _valid_entry(files.get(r)) for r in ROLES):
+        raise _damaged(directory, f'{MANIFEST} does not name its files')
+    return manifest
+
+
+def _check_version(directory, version):
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f'the checkpoint in {directory} has format version {version}, but this d2lrnn '
+            f'reads version {FORMAT_VERSION}; use the d2lrnn that wrote it, or train again.')
+
+
+def _valid_entry(entry):
+    return (isinstance(entry, dict) and isinstance(entry.get('name'), str)
+            and _OWN_FILE.match(entry['name']) is not None
+            and isinstance(entry.get('sha256'), str) and isinstance(entry.get('bytes'), int))
+
+
+def _read_checked(directory, files, role):
+    entry = files[role]
+    try:
+        data = (directory / entry['name']).read_bytes()
+    except OSError as e:
+        raise _damaged(directory, f'{entry["name"]} cannot be read: {e.strerror}') from None
+    if len(data) != entry['bytes']:
+        raise _damaged(directory, f'{entry["name"]} has {len(data)} bytes, '
+                                  f'the manifest says {entry["bytes"]}')
+    if hashlib.sha256(data).hexdigest() != entry['sha256']:
+        raise _damaged(directory, f'{entry["name"]} does not match its SHA-256')
+    return data
+
+
+def _parse_json(directory, role, data):
+    try:
+        return json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _damaged(directory, f'its {role} file is not valid JSON: {e}') from None
+
+
+def _parse_params(directory, data):
+    """Parameters as NumPy arrays; ``npx.load`` reads only from a path, so a temporary one."""
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX + 'load-')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        loaded = npx.load(tmp)
+    except Exception as e:  # MXNet raises its own MXNetError for a malformed file
+        raise _damaged(directory, f'its parameter file cannot be read: {e}') from None
+    finally:
+        _unlink_quietly(tmp)
+    if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
+        raise _damaged(directory, f'its parameter file does not hold {", ".join(PARAM_NAMES)}')
+    return {name: loaded[name].asnumpy() for name in PARAM_NAMES}
+
+
+def _check_shapes(directory, params, vocab_size, config):
+    """Refuse parameters whose shapes disagree with the vocabulary and the configured size."""
+    num_hiddens = config.get('num_hiddens') if isinstance(config, dict) else None
+    if not isinstance(num_hiddens, int) or num_hiddens <= 0:
+        raise _damaged(directory, 'its config has no valid num_hiddens')
+    expected = param_shapes(vocab_size, num_hiddens)
+    for name, shape in expected.items():
+        if tuple(params[name].shape) != shape:
+            raise CheckpointError(
+                f'the checkpoint in {directory} does not fit together: {name} has shape '
+                f'{tuple(params[name].shape)}, but {vocab_size} tokens and num_hiddens='
+                f'{num_hiddens} need {shape}; train again.')

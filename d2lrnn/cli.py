@@ -1,0 +1,637 @@
+"""The command line: ``d2lrnn train``, ``d2lrnn generate`` and ``d2lrnn evaluate``.
+
+::
+
+    d2lrnn train --epochs 50 --out runs/tm          # trains on The Time Machine
+    d2lrnn generate --checkpoint runs/tm --prefix 'time traveller' -n 50
+    d2lrnn evaluate --checkpoint runs/tm --text some_book.txt
+
+Training is the section's own loop (``train_epoch_ch8`` with ``sgd``), epoch
+after epoch, with a checkpoint (see ``d2lrnn.checkpoint``) every few epochs,
+at the end and on Ctrl-C. A checkpoint holds Python's ``random`` state, from
+which the minibatch iterators draw, so ``--resume`` continues exactly where an
+uninterrupted run of the same seed would be.
+
+Bad input ends with one line, ``d2lrnn: error: ...``, on stderr and exit
+status 1 (2 for a malformed command line, 130 after Ctrl-C); nothing is
+written before the input has been checked, so an existing checkpoint survives.
+"""
+import argparse
+import contextlib
+import hashlib
+import math
+import os
+import random
+import re
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import mxnet as mx
+from mxnet import gluon, np, npx
+
+from . import checkpoint as ckpt
+from .data import TIME_MACHINE, SeqDataLoader, load_corpus_time_machine, read_time_machine
+from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
+from .model import RNNModelScratch, get_params, init_rnn_state, rnn
+from .predict import predict_ch8
+from .train import sgd, train_epoch_ch8
+
+PROG = 'd2lrnn'
+# The section's settings (D2L 8.5.6), except for the number of epochs it trains (500).
+DEFAULTS = {'num_hiddens': 512, 'lr': 1.0, 'num_epochs': 500, 'batch_size': 32,
+            'num_steps': 35, 'use_random_iter': False, 'max_tokens': 10000,
+            'seed': 0, 'val_fraction': 0.0}
+# Command-line option -> configuration key (the book's names).
+OPTION_KEYS = {'hidden': 'num_hiddens', 'lr': 'lr', 'epochs': 'num_epochs',
+               'batch_size': 'batch_size', 'num_steps': 'num_steps',
+               'iter': 'use_random_iter', 'max_tokens': 'max_tokens', 'seed': 'seed',
+               'val_fraction': 'val_fraction'}
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class CLIError(Exception):
+    """Bad input: the message says what is wrong and what to do; no traceback is shown."""
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C after saving; the message says where and how to go on."""
+
+
+# ---------------------------------------------------------------- the model
+
+def make_model(vocab_size, num_hiddens, ctx):
+    """The one place that builds the model, so that its class can change in one line.
+
+    Any class with the interface of ``RNNModelScratch`` and the five parameters
+    of ``get_params``, in that order, fits: checkpoints hold only those.
+    """
+    return RNNModelScratch(vocab_size, num_hiddens, ctx, get_params, init_rnn_state, rnn)
+
+
+def set_params(model, params, ctx):
+    """Copy saved parameters (NumPy arrays by name) into the model's arrays, in place."""
+    for param, name in zip(model.params, ckpt.PARAM_NAMES):
+        param[:] = np.array(params[name], ctx=ctx)
+
+
+def get_params_copy(model):
+    """A CPU copy of the model's parameters by name, unaffected by further training."""
+    return {name: param.copy().as_in_ctx(npx.cpu())
+            for name, param in zip(ckpt.PARAM_NAMES, model.params)}
+
+
+def model_from_checkpoint(checkpoint, ctx):
+    model = make_model(len(checkpoint.vocab), checkpoint.config['num_hiddens'], ctx)
+    set_params(model, checkpoint.params, ctx)
+    return model
+
+
+def choose_ctx(device):
+    """``cpu``, ``gpu`` (refused if there is none) or ``auto`` (a GPU if there is one)."""
+    if device == 'cpu':
+        return npx.cpu()
+    if npx.num_gpus() > 0:
+        return npx.gpu(0)
+    if device == 'gpu':
+        raise CLIError('--device gpu, but MXNet sees no GPU here; use --device cpu or auto.')
+    return npx.cpu()
+
+
+# ---------------------------------------------------------------- texts
+
+def read_lines(path):
+    """The lines of a text as section 8.3 reads them: The Time Machine if `path` is None."""
+    if path is None:
+        return read_time_machine()
+    check_utf8_file(path)
+    lines = read_time_machine(path)
+    if not any(line.strip() for line in lines):
+        raise CLIError(f'{path} holds no letters a-z: nothing to learn from or score; '
+                       'give an English text.')
+    return lines
+
+
+def check_utf8_file(path):
+    """Refuse a path that is not a readable UTF-8 file, saying why.
+
+    (The package's reader turns bytes that are not UTF-8 into spaces; here a
+    wrong encoding is more likely a mistake than a stray byte, so it is refused.)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(f'{path}: no such file; give the path of a UTF-8 text file.')
+    if not path.is_file():
+        raise CLIError(f'{path} is not a file; give the path of a UTF-8 text file.')
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CLIError(f'{path} cannot be read ({e.strerror}); check its permissions.') from None
+    try:
+        raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise CLIError(f'{path} is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x}); '
+                       'convert it, for example with `iconv -t UTF-8`.') from None
+
+
+def text_sha256(path):
+    return hashlib.sha256(Path(path or TIME_MACHINE).read_bytes()).hexdigest()
+
+
+def describe_text(path):
+    return 'The Time Machine' if path is None else str(path)
+
+
+def load_training_corpus(config):
+    """Character ids and vocabulary of the configured text, the section's way (D2L 8.3)."""
+    read_lines(config['text'])  # a clear error for a bad file before anything else
+    return load_corpus_time_machine(config['max_tokens'], config['text'])
+
+
+def corpus_in_vocab(path, vocab, max_tokens):
+    """Ids of the text at `path` in a given vocabulary, and the characters it lacks."""
+    chars = [c for line in read_lines(path) for c in line]
+    unknown = sorted(set(chars) - set(vocab.token_to_idx))
+    corpus = vocab[chars]
+    return (corpus[:max_tokens] if max_tokens > 0 else corpus), unknown
+
+
+def eval_batches(corpus, batch_size, num_steps):
+    """Deterministic minibatches for scoring, with fewer rows when the text is short."""
+    batch_size = min(batch_size, (len(corpus) - 1) // num_steps)
+    if batch_size < 1:
+        raise CLIError(f'{len(corpus)} characters are too few to score with --num-steps '
+                       f'{num_steps}: at least {num_steps + 1} are needed.')
+    return seq_data_iter_eval(corpus, batch_size, num_steps)
+
+
+def read_prefix(prefix, vocab):
+    """The prefix as the text was read (lower case, non-letters as one space); refuse unknowns.
+
+    Unknown characters are refused rather than read as ``<unk>``: the model never
+    saw ``<unk>`` in training, so the text after it would mean nothing.
+    """
+    cleaned = re.sub('[^A-Za-z]+', ' ', prefix.lower())
+    if not cleaned.strip():
+        raise CLIError(f'the prefix {prefix!r} holds no letters; give a few words to start from.')
+    unknown = sorted(set(cleaned) - set(vocab.token_to_idx))
+    if unknown:
+        raise CLIError(f'the prefix has characters the model never saw: {"".join(unknown)!r}; '
+                       f'use only {"".join(sorted(vocab.idx_to_token[1:]))!r}.')
+    return cleaned
+
+
+# ---------------------------------------------------------------- train: setup
+
+def train_config(args, checkpoint):
+    """The run's configuration: the options over the defaults, or the checkpoint's if resuming."""
+    given = {opt: getattr(args, opt) for opt in OPTION_KEYS if getattr(args, opt) is not None}
+    config = {OPTION_KEYS[opt]: value for opt, value in given.items()}
+    if 'iter' in given:
+        config['use_random_iter'] = given['iter'] == 'random'
+    if checkpoint is None:
+        sha256 = checked_text_sha256(args.text)  # errors name the path as it was given
+        text = None if args.text is None else str(Path(args.text).resolve())
+        return {**DEFAULTS, **config, 'text': text, 'text_sha256': sha256}
+    saved = dict(checkpoint.config)
+    for opt, value in given.items():
+        key = OPTION_KEYS[opt]
+        if key != 'num_epochs' and saved.get(key) != config[key]:
+            flag = '--' + opt.replace('_', '-')
+            raise CLIError(f'{flag} {value} differs from the checkpoint ({saved.get(key)}); a '
+                           f'resumed run keeps its settings: leave {flag} out, or start '
+                           'afresh with --force.')
+    saved['num_epochs'] = config.get('num_epochs', saved['num_epochs'])
+    check_resumed_text(args, saved)
+    check_epochs_left(saved, checkpoint.progress.get('epoch'))
+    return saved
+
+
+def check_resumed_text(args, config):
+    """A resumed run must read exactly the text it started on."""
+    if args.text is not None and checked_text_sha256(args.text) != config['text_sha256']:
+        raise CLIError(f'{args.text} is not the text this checkpoint was trained on '
+                       f'({describe_text(config["text"])}); leave --text out to use that one.')
+    if checked_text_sha256(config['text']) != config['text_sha256']:
+        raise CLIError(f'{describe_text(config["text"])} has changed since the checkpoint was written; '
+                       'restore it, or start afresh with --force.')
+
+
+def check_epochs_left(config, done):
+    if config['num_epochs'] < done:
+        raise CLIError(f'--epochs {config["num_epochs"]}, but the checkpoint has done {done} '
+                       'epochs already; give a larger --epochs.')
+
+
+def checked_text_sha256(path):
+    """SHA-256 of the text's bytes, after the usual clear error if it is missing or no text."""
+    read_lines(path)
+    return text_sha256(path)
+
+
+def check_out_dir(out, args):
+    """Refuse to replace a checkpoint by accident."""
+    if args.resume and args.force:
+        raise CLIError('--resume continues the checkpoint and --force replaces it; give one.')
+    if out.exists() and not out.is_dir():
+        raise CLIError(f'--out {out} is a file; give a directory for the checkpoint.')
+    if ckpt.exists(out) and not (args.resume or args.force):
+        raise CLIError(f'{out} already holds a checkpoint; continue it with --resume, '
+                       'or replace it with --force.')
+
+
+def ensure_writable(out):
+    """Create `out` and find out now, not after the first epochs, whether it takes files."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise CLIError(f'cannot write to --out {out} ({e.strerror}); choose another '
+                       'directory.') from None
+
+
+def split_for_validation(corpus, config):
+    """(training ids, validation ids or None) after checking both are long enough."""
+    fraction, steps, batch = config['val_fraction'], config['num_steps'], config['batch_size']
+    train, valid = corpus, None
+    if fraction > 0:
+        try:
+            train, valid = split_corpus(corpus, 1 - fraction)
+        except ValueError:
+            valid = []
+        if len(valid) < steps + 1:
+            raise CLIError(f'--val-fraction {fraction} leaves {len(valid)} of {len(corpus)} '
+                           f'characters for validation, fewer than --num-steps + 1 = '
+                           f'{steps + 1}; raise --val-fraction or --max-tokens.')
+    needed = (batch + 1) * steps + 1  # the worst random offset drops num_steps tokens
+    if len(train) < needed:
+        raise CLIError(f'{len(train)} characters to train on are too few for one minibatch of '
+                       f'--batch-size {batch} x --num-steps {steps} (at least {needed} are '
+                       'needed); use a longer text, a larger --max-tokens, or smaller '
+                       '--batch-size and --num-steps.')
+    return train, valid
+
+
+# ---------------------------------------------------------------- train: the loop
+
+def rng_state_to_json(state):
+    version, internal, gauss_next = state
+    return [version, list(internal), gauss_next]
+
+
+def rng_state_from_json(obj, directory):
+    try:
+        version, internal, gauss_next = obj
+        return (version, tuple(internal), gauss_next)
+    except (TypeError, ValueError):
+        raise CLIError(f'the checkpoint in {directory} holds no valid random state; '
+                       'train again.') from None
+
+
+class Snapshot:
+    """The state at the end of an epoch: all that a checkpoint needs, copied."""
+
+    def __init__(self, epoch, model, history):
+        self.epoch = epoch
+        self.params = get_params_copy(model)
+        self.rng = rng_state_to_json(random.getstate())
+        self.history = [dict(h) for h in history]
+
+    def checkpoint(self, vocab, config):
+        progress = {'epoch': self.epoch, 'python_random': self.rng, 'history': self.history}
+        return ckpt.Checkpoint(self.params, vocab, config, progress)
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold Ctrl-C back while a checkpoint is written, and deliver it afterwards."""
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def save_snapshot(out, snapshot, vocab, config):
+    try:
+        with sigint_deferred():
+            ckpt.save(out, snapshot.checkpoint(vocab, config))
+    except OSError as e:
+        raise CLIError(f'cannot write the checkpoint to {out} ({e.strerror}); '
+                       'the previous one is kept.') from None
+
+
+def progress_bar(config, start):
+    from tqdm import tqdm
+    return tqdm(total=config['num_epochs'], initial=start, desc='train', unit='epoch',
+                file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+def epoch_postfix(record):
+    postfix = {'ppl': f'{record["perplexity"]:.2f}',
+               'tok/s': f'{record["tokens_per_sec"]:.0f}'}
+    if record['val_perplexity'] is not None:
+        postfix['val_ppl'] = f'{record["val_perplexity"]:.2f}'
+    return postfix
+
+
+class Run:
+    """One training run: model, data, configuration, where to save, what happened so far."""
+
+    def __init__(self, model, vocab, train, valid, config, ctx, out, every):
+        self.model, self.vocab, self.config, self.ctx = model, vocab, config, ctx
+        self.out, self.every = out, every
+        self.train_iter = SeqDataLoader(config['batch_size'], config['num_steps'],
+                                        config['use_random_iter'], config['max_tokens'],
+                                        corpus=train, vocab=vocab)
+        self.valid = (None if valid is None else
+                      eval_batches(valid, config['batch_size'], config['num_steps']))
+        self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def updater(self, batch_size):
+        sgd(self.model.params, self.config['lr'], batch_size)
+
+    def epoch(self, epoch):
+        """Train one epoch (D2L 8.5.6) and score the validation text; return the record."""
+        try:
+            ppl, speed = train_epoch_ch8(self.model, self.train_iter, self.loss, self.updater,
+                                         self.ctx, self.config['use_random_iter'])
+        except FloatingPointError as e:
+            raise CLIError(f'epoch {epoch}: {e} The last checkpoint in {self.out} is kept; '
+                           'start afresh with --force and a smaller --lr.') from None
+        val = None if self.valid is None else evaluate_perplexity(self.model, self.valid, self.ctx)
+        return {'epoch': epoch, 'perplexity': ppl, 'tokens_per_sec': speed,
+                'val_perplexity': val}
+
+    def run(self, start, history, saved):
+        """Epochs start+1 .. num_epochs; checkpoints every `every` epochs, at the end, on Ctrl-C."""
+        snapshot = Snapshot(start, self.model, history)
+        bar = progress_bar(self.config, start)
+        try:
+            for epoch in range(start + 1, self.config['num_epochs'] + 1):
+                history.append(self.epoch(epoch))
+                snapshot = Snapshot(epoch, self.model, history)
+                bar.set_postfix(epoch_postfix(history[-1]), refresh=False)
+                bar.update()
+                if epoch % self.every == 0 or epoch == self.config['num_epochs']:
+                    save_snapshot(self.out, snapshot, self.vocab, self.config)
+                    saved = epoch
+        except KeyboardInterrupt:
+            bar.close()
+            if saved != snapshot.epoch:
+                save_snapshot(self.out, snapshot, self.vocab, self.config)
+            raise Interrupted(f'interrupted: saved epoch {snapshot.epoch} in {self.out}; '
+                              f'continue with `d2lrnn train --out {self.out} --resume`.') from None
+        bar.close()
+        return history
+
+
+def cmd_train(args):
+    out = Path(args.out)
+    check_out_dir(out, args)
+    checkpoint = ckpt.load(out) if args.resume else None
+    config = train_config(args, checkpoint)
+    ctx = choose_ctx(args.device)
+    corpus, vocab = load_training_corpus(config)
+    train, valid = split_for_validation(corpus, config)
+    ensure_writable(out)
+    if checkpoint is None:
+        random.seed(config['seed'])  # the minibatch iterators draw from `random`
+        mx.random.seed(config['seed'])  # get_params draws from MXNet's generator
+        model, start, history, saved = make_model(len(vocab), config['num_hiddens'], ctx), 0, [], None
+        config['model'] = type(model).__name__  # for the record: which class trained it
+    else:
+        check_same_vocab(vocab, checkpoint.vocab, out)
+        model = model_from_checkpoint(checkpoint, ctx)
+        random.setstate(rng_state_from_json(checkpoint.progress.get('python_random'), out))
+        start = saved = checkpoint.progress['epoch']
+        history = list(checkpoint.progress['history'])
+    run = Run(model, vocab, train, valid, config, ctx, out, args.checkpoint_every)
+    history = run.run(start, history, saved)
+    report_training(history, model, vocab, ctx, out)
+
+
+def check_same_vocab(vocab, saved_vocab, out):
+    if vocab.idx_to_token != saved_vocab.idx_to_token:
+        raise CLIError(f'the text now gives another vocabulary than the checkpoint in {out}; '
+                       'start afresh with --force.')
+
+
+def report_training(history, model, vocab, ctx, out):
+    """The section's closing lines: perplexity, speed, a prediction; then where the model is."""
+    if history:
+        last = history[-1]
+        val = ('' if last['val_perplexity'] is None
+               else f', validation perplexity {last["val_perplexity"]:.1f}')
+        print(f'epoch {last["epoch"]}: perplexity {last["perplexity"]:.1f}{val}, '
+              f'{last["tokens_per_sec"]:.0f} tokens/sec on {ctx}')
+    if set('time traveller') <= set(vocab.token_to_idx):
+        print(predict_ch8('time traveller', 50, model, vocab, ctx))
+    print(f'checkpoint: {out}')
+
+
+# ---------------------------------------------------------------- generate, evaluate
+
+def cmd_generate(args):
+    if not args.sample and (args.alpha is not None or args.seed is not None):
+        raise CLIError('--alpha and --seed choose how to sample: add --sample.')
+    checkpoint = ckpt.load(args.checkpoint)
+    prefix = read_prefix(args.prefix, checkpoint.vocab)
+    ctx = choose_ctx(args.device)
+    model = WithoutUnk(model_from_checkpoint(checkpoint, ctx), checkpoint.vocab.unk)
+    alpha = 1.0 if args.alpha is None else args.alpha
+    print(predict_ch8(prefix, args.n, model, checkpoint.vocab, ctx,
+                      sample=args.sample, alpha=alpha, seed=args.seed))
+
+
+class WithoutUnk:
+    """A model that never predicts ``<unk>``: its logit is set to -inf.
+
+    The training text holds no ``<unk>``, so the model gives it a small but
+    non-zero probability, and sampling would now and then print ``<unk>``
+    into the text. Greedy prediction is unchanged unless ``<unk>`` were the
+    argmax.
+    """
+
+    def __init__(self, model, unk):
+        self.model, self.unk = model, unk
+
+    def __call__(self, X, state):
+        Y, state = self.model(X, state)
+        Y[:, self.unk] = -math.inf
+        return Y, state
+
+    def begin_state(self, batch_size, ctx):
+        return self.model.begin_state(batch_size, ctx)
+
+
+def cmd_evaluate(args):
+    checkpoint = ckpt.load(args.checkpoint)
+    max_tokens = -1 if args.max_tokens is None else args.max_tokens
+    corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab, max_tokens)
+    config = checkpoint.config
+    data = eval_batches(corpus, config['batch_size'], config['num_steps'])
+    if unknown:
+        print(f'{PROG}: warning: {args.text} has characters the model never saw, scored as '
+              f'<unk>: {"".join(unknown)!r}', file=sys.stderr)
+    ctx = choose_ctx(args.device)
+    model = model_from_checkpoint(checkpoint, ctx)
+    ppl = evaluate_perplexity(model, data, ctx)
+    print(f'perplexity {ppl:.2f} on {len(corpus)} characters of {args.text}')
+
+
+# ---------------------------------------------------------------- the parser
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``d2lrnn: error: ...``."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f'{PROG}: error: {message} (see `{self.prog} --help`)\n')
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text!r}')
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f'must be a positive number, got {text!r}')
+    return value
+
+
+def seed_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f'must be an integer from 0 to 2**32 - 1, got {text!r}')
+    return value
+
+
+def max_tokens_int(text):
+    if text == 'all':
+        return -1
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', got {text!r}") from None
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 0 and below 1, got {text!r}')
+    return value
+
+
+def add_device(parser):
+    parser.add_argument('--device', choices=['cpu', 'gpu', 'auto'], default='auto',
+                        help='where to compute (default: auto, a GPU if MXNet sees one)')
+
+
+def add_train_parser(subparsers):
+    p = subparsers.add_parser('train', help='train a model and write checkpoints',
+                              description='Train the scratch RNN of D2L 8.5 on a text.')
+    d = DEFAULTS
+    p.add_argument('--out', required=True, metavar='DIR', help='checkpoint directory')
+    p.add_argument('--text', metavar='FILE',
+                   help='a UTF-8 text to learn (default: The Time Machine)')
+    p.add_argument('--hidden', type=positive_int, help=f'hidden units (default {d["num_hiddens"]})')
+    p.add_argument('--lr', type=positive_float, help=f'learning rate (default {d["lr"]})')
+    p.add_argument('--epochs', type=positive_int,
+                   help=f'epochs in all, counting resumed ones (default {d["num_epochs"]})')
+    p.add_argument('--batch-size', type=positive_int, help=f'default {d["batch_size"]}')
+    p.add_argument('--num-steps', type=positive_int,
+                   help=f'time steps per subsequence (default {d["num_steps"]})')
+    p.add_argument('--iter', choices=['sequential', 'random'],
+                   help='sequential partitioning or random sampling (default sequential)')
+    p.add_argument('--max-tokens', type=max_tokens_int,
+                   help=f"characters of the text to use, or 'all' (default {d['max_tokens']})")
+    p.add_argument('--val-fraction', type=fraction,
+                   help='the last fraction of those characters held out for validation '
+                        '(default 0: none, as in the book)')
+    p.add_argument('--seed', type=seed_int, help=f'random seed (default {d["seed"]})')
+    add_device(p)
+    p.add_argument('--checkpoint-every', type=positive_int, default=10, metavar='N',
+                   help='write a checkpoint every N epochs (default 10), and at the end')
+    p.add_argument('--resume', action='store_true',
+                   help='continue the checkpoint in --out with its own settings')
+    p.add_argument('--force', action='store_true',
+                   help='replace the checkpoint in --out with a new run')
+    p.set_defaults(func=cmd_train)
+
+
+def add_generate_parser(subparsers):
+    p = subparsers.add_parser(
+        'generate', help='continue a prefix with a trained model',
+        description='Continue a prefix, greedily (the book) or by sampling. The prefix is '
+                    'read as the text was: lower case, each run of non-letters one space. '
+                    'Characters the model never saw are refused.')
+    p.add_argument('--checkpoint', required=True, metavar='DIR')
+    p.add_argument('--prefix', required=True, metavar='TEXT')
+    p.add_argument('-n', type=positive_int, default=50,
+                   help='characters to generate (default 50)')
+    p.add_argument('--sample', action='store_true',
+                   help='draw each character from p**alpha instead of taking the argmax')
+    p.add_argument('--alpha', type=positive_float, help='sharpness of sampling (default 1)')
+    p.add_argument('--seed', type=seed_int, help='make a sample repeatable')
+    add_device(p)
+    p.set_defaults(func=cmd_generate)
+
+
+def add_evaluate_parser(subparsers):
+    p = subparsers.add_parser(
+        'evaluate', help="a model's perplexity on a text",
+        description="Perplexity on a text read sequentially from its start (deterministic). "
+                    "Characters outside the model's vocabulary count as <unk>, with a warning.")
+    p.add_argument('--checkpoint', required=True, metavar='DIR')
+    p.add_argument('--text', required=True, metavar='FILE', help='a UTF-8 text')
+    p.add_argument('--max-tokens', type=max_tokens_int, help="characters to score (default all)")
+    add_device(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def build_parser():
+    parser = Parser(prog=PROG, description='The character-level RNN of D2L 8.5 from the shell.')
+    subparsers = parser.add_subparsers(title='commands', metavar='COMMAND', required=True,
+                                       parser_class=Parser)
+    add_train_parser(subparsers)
+    add_generate_parser(subparsers)
+    add_evaluate_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run one command; return the exit status (0 done, 1 bad input, 2 usage, 130 Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, ckpt.CheckpointError) as e:
+        print(f'{PROG}: error: {e}', file=sys.stderr)
+        return EXIT_ERROR
+    except Interrupted as e:
+        print(f'{PROG}: {e}', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f'{PROG}: interrupted.', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

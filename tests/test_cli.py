@@ -1,0 +1,490 @@
+"""The command line: train, generate, evaluate; checkpoints that survive Ctrl-C, kill -9
+and bad input.
+
+End-to-end behaviour runs `python -m d2lrnn` in subprocesses (one thread, tiny
+models); the many bad-input cases call ``d2lrnn.cli.main`` in this process,
+which fails before MXNet does any work, so they cost milliseconds.
+"""
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as onp
+import pytest
+
+from d2lrnn import checkpoint as ckpt
+from d2lrnn import cli
+from d2lrnn.data import TIME_MACHINE, Vocab, tokenize
+from d2lrnn.evaluate import evaluate_perplexity
+from d2lrnn.predict import predict_ch8
+
+TINY = ['--max-tokens', '2000', '--hidden', '32', '--batch-size', '8', '--num-steps', '10',
+        '--device', 'cpu']
+ENV = dict(os.environ, OMP_NUM_THREADS='1')  # one thread: seeded runs repeat bit for bit
+
+
+def d2lrnn(*args, timeout=120):
+    """Run `python -m d2lrnn ARGS`; return the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, '-m', 'd2lrnn', *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def start_d2lrnn(*args, code=None):
+    """Start `python -m d2lrnn ARGS` (or `python -c CODE ARGS`) without waiting."""
+    command = ['-c', code] if code else ['-m', 'd2lrnn']
+    return subprocess.Popen([sys.executable, *command, *map(str, args)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def snapshot_bytes(directory):
+    """Every file of a directory with its bytes, to show that nothing was touched."""
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir())}
+
+
+def stderr_lines(text):
+    """The lines of stderr, with a progress bar's carriage-return updates as lines too."""
+    return [line for line in re.split(r'[\r\n]+', text) if line.strip()]
+
+
+def assert_clean_stderr(text):
+    """Only the progress bar and our own messages: no MXNet warnings, no traceback."""
+    for line in stderr_lines(text):
+        assert line.startswith(('train:', 'd2lrnn: ')), line
+
+
+def run_main(capsys, *args):
+    """Run the command line in this process: (exit status, stdout, stderr)."""
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as e:  # argparse exits on a malformed command line
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A 4-epoch run with a validation split: (directory, CompletedProcess)."""
+    out = tmp_path_factory.mktemp('trained') / 'run'
+    result = d2lrnn('train', *TINY, '--epochs', 4, '--val-fraction', 0.2, '--out', out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.fixture()
+def good(trained, tmp_path):
+    """A copy of the trained checkpoint that a test may try (and fail) to damage."""
+    out = tmp_path / 'good'
+    shutil.copytree(trained[0], out)
+    return out
+
+
+def load_params(directory):
+    return ckpt.load(directory).params
+
+
+def assert_same_params(a, b):
+    for name in ckpt.PARAM_NAMES:
+        assert onp.array_equal(a[name], b[name]), name
+
+
+# ---------------------------------------------------------------- the three commands
+
+def test_train_writes_a_checkpoint_and_reports(trained):
+    out, result = trained
+    assert_clean_stderr(result.stderr)
+    assert 'val_ppl=' in result.stderr  # the progress bar shows the validation perplexity
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r'epoch 4: perplexity [\d.]+, validation perplexity [\d.]+, '
+                        r'\d+ tokens/sec on cpu\(0\)', lines[0])
+    assert lines[1].startswith('time traveller') and len(lines[1]) == len('time traveller') + 50
+    assert lines[2] == f'checkpoint: {out}'
+    saved = ckpt.load(out)
+    assert saved.progress['epoch'] == 4 and len(saved.progress['history']) == 4
+    assert saved.config['num_hiddens'] == 32 and len(saved.vocab) == 28
+    assert all(h['val_perplexity'] > 1 for h in saved.progress['history'])
+    # Nothing in the directory but the manifest and the four files it names.
+    manifest = json.loads((out / 'manifest.json').read_text())
+    assert {p.name for p in out.iterdir()} == (
+        {'manifest.json'} | {f['name'] for f in manifest['files'].values()})
+
+
+def test_generate_greedy_continues_as_the_trained_model_did(trained):
+    out, result = trained
+    generated = d2lrnn('generate', '--checkpoint', out, '--prefix', 'Time Traveller',
+                       '-n', 50, '--device', 'cpu')
+    assert generated.returncode == 0 and generated.stderr == ''
+    # The same text as the model printed before it was saved: the round trip is exact.
+    assert generated.stdout == result.stdout.splitlines()[1] + '\n'
+
+
+def test_generate_sample_is_repeatable_with_a_seed(trained):
+    out, _ = trained
+    result = d2lrnn('generate', '--checkpoint', out, '--prefix', 'the ', '-n', 40, '--sample',
+                    '--alpha', 0.5, '--seed', 7, '--device', 'cpu')
+    assert result.returncode == 0 and result.stderr == ''
+    # The same draws here, with predict_ch8 itself and the same seed.
+    saved = ckpt.load(out)
+    model = cli.WithoutUnk(cli.model_from_checkpoint(saved, cli.npx.cpu()), saved.vocab.unk)
+    expected = predict_ch8('the ', 40, model, saved.vocab, cli.npx.cpu(),
+                           sample=True, alpha=0.5, seed=7)
+    assert result.stdout == expected + '\n'
+    # A flat distribution (alpha 0.5) still never draws <unk>, which training never saw.
+    assert len(expected) == len('the ') + 40 and '<unk>' not in expected
+
+
+def test_evaluate_scores_a_text_deterministically(trained):
+    out, _ = trained
+    result = d2lrnn('evaluate', '--checkpoint', out, '--text', TIME_MACHINE,
+                    '--max-tokens', 3000, '--device', 'cpu')
+    assert result.returncode == 0 and result.stderr == ''
+    match = re.fullmatch(r'perplexity ([\d.]+) on 3000 characters of .*\n', result.stdout)
+    # The same number computed here, from the checkpoint, the section's way.
+    saved = ckpt.load(out)
+    model = cli.model_from_checkpoint(saved, cli.npx.cpu())
+    corpus, unknown = cli.corpus_in_vocab(TIME_MACHINE, saved.vocab, 3000)
+    ppl = evaluate_perplexity(model, cli.eval_batches(corpus, 8, 10), cli.npx.cpu())
+    assert unknown == [] and match.group(1) == f'{ppl:.2f}'
+
+
+# ---------------------------------------------------------------- resume, Ctrl-C, kill -9
+
+def train_here(capsys, *args):
+    """`d2lrnn train ARGS` in this process (no MXNet start-up); assert that it succeeded."""
+    code, _, err = run_main(capsys, 'train', *args)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize('iteration', ['sequential', 'random'])
+def test_resume_gives_the_uninterrupted_result(capsys, tmp_path, iteration):
+    """4 epochs == 2 epochs, then 2 more after --resume, bit for bit.
+
+    In this process, so both runs use the same number of threads, whatever it is.
+    """
+    whole, part = tmp_path / 'whole', tmp_path / 'part'
+    args = (*TINY, '--iter', iteration, '--seed', 3, '--val-fraction', 0.2)
+    train_here(capsys, *args, '--epochs', 4, '--out', whole)
+    train_here(capsys, *args, '--epochs', 2, '--out', part)
+    random.seed(12345)  # whatever happened in between, the checkpoint's state counts
+    train_here(capsys, '--resume', '--epochs', 4, '--out', part)
+    assert_same_run(ckpt.load(whole), ckpt.load(part))
+
+
+def assert_same_run(a, b):
+    assert_same_params(a.params, b.params)
+    assert a.progress['python_random'] == b.progress['python_random']
+    assert ([h['perplexity'] for h in a.progress['history']]
+            == [h['perplexity'] for h in b.progress['history']])
+    assert ([h['val_perplexity'] for h in a.progress['history']]
+            == [h['val_perplexity'] for h in b.progress['history']])
+
+
+def wait_for_stderr(process, pattern, timeout=60):
+    """Read the process's stderr in the background until `pattern` shows up; return the reader."""
+    seen, found = [], threading.Event()
+
+    def read():
+        for chunk in iter(lambda: process.stderr.read(1), ''):
+            seen.append(chunk)
+            if pattern in ''.join(seen[-200:]):
+                found.set()
+        found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert found.wait(timeout), 'the pattern never appeared on stderr'
+    return reader, seen
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_stops(tmp_path):
+    out = tmp_path / 'run'
+    process = start_d2lrnn('train', *TINY, '--epochs', 10000, '--checkpoint-every', 10000,
+                           '--out', out)
+    reader, seen = wait_for_stderr(process, 'ppl=')  # at least one epoch is done
+    process.send_signal(signal.SIGINT)
+    stdout = process.stdout.read()  # the reader thread has stderr
+    process.wait(60)
+    reader.join(10)
+    stderr = ''.join(seen)
+    assert process.returncode == 130 and stdout == ''
+    assert_clean_stderr(stderr)
+    last = stderr_lines(stderr)[-1]
+    epoch = int(re.fullmatch(r'd2lrnn: interrupted: saved epoch (\d+) in .*; continue with '
+                             r'`d2lrnn train --out .* --resume`\.', last).group(1))
+    saved = ckpt.load(out)
+    assert saved.progress['epoch'] == epoch >= 1
+    # What was saved is the state at the end of that epoch: the same as a run of that length.
+    whole = tmp_path / 'whole'
+    assert d2lrnn('train', *TINY, '--epochs', epoch, '--out', whole).returncode == 0
+    assert_same_run(ckpt.load(whole), saved)
+
+
+def wait_for_file(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f'{path} never appeared'
+        time.sleep(0.01)
+
+
+# `d2lrnn train` with every fsync slowed down, so that most of the time goes into
+# writing checkpoints and a kill at a random moment mostly lands in the middle of one.
+SLOW_FSYNC_TRAIN = '''
+import os, sys, time
+fsync = os.fsync
+os.fsync = lambda fd: (time.sleep(0.01), fsync(fd))[1]
+from d2lrnn.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint(tmp_path):
+    out, rng, epochs = tmp_path / 'run', random.Random(0), []
+    for round in range(3):
+        resume = ['--resume'] if round else []
+        process = start_d2lrnn('train', *TINY, '--epochs', 100000, '--checkpoint-every', 1,
+                               '--out', out, *resume, code=SLOW_FSYNC_TRAIN)
+        reader, _ = wait_for_stderr(process, 'ppl=')
+        wait_for_file(out / 'manifest.json')
+        time.sleep(rng.uniform(0, 0.5))
+        process.kill()  # SIGKILL: no handler, no clean-up
+        process.wait()
+        reader.join(10)
+        saved = ckpt.load(out)  # raises if the checkpoint were half-written
+        epochs.append(saved.progress['epoch'])
+        assert len(saved.progress['history']) == epochs[-1]
+    assert epochs == sorted(epochs) and epochs[-1] >= 1
+
+
+# ---------------------------------------------------------------- bad input
+
+def assert_refused(capsys, args, message, directory, code=1):
+    """One clear line on stderr, a non-zero status, and `directory` left byte for byte."""
+    before = snapshot_bytes(directory)
+    status, out, err = run_main(capsys, *args)
+    assert status == code
+    assert out == ''
+    assert err.count('\n') == 1 and err.startswith('d2lrnn: error: '), err
+    for fragment in ([message] if isinstance(message, str) else message):
+        assert fragment in err, err
+    assert snapshot_bytes(directory) == before
+
+
+def write(path, data):
+    path.write_bytes(data if isinstance(data, bytes) else data.encode('utf-8'))
+    return path
+
+
+def test_bad_input_from_the_console_script_is_one_line_and_no_traceback(good):
+    script = Path(sys.executable).parent / 'd2lrnn'
+    command = [script] if script.exists() else [sys.executable, '-m', 'd2lrnn']
+    before = snapshot_bytes(good)
+    result = subprocess.run([*command, 'train', '--out', good, '--force',
+                             '--text', 'no/such/book.txt'],
+                            capture_output=True, text=True, env=ENV)
+    assert result.returncode == 1 and result.stdout == ''
+    assert result.stderr == ('d2lrnn: error: no/such/book.txt: no such file; '
+                             'give the path of a UTF-8 text file.\n')
+    assert snapshot_bytes(good) == before
+
+
+@pytest.mark.parametrize('name, data, message', [
+    ('missing.txt', None, 'no such file'),
+    ('latin1.txt', 'caf\xe9 au lait'.encode('latin-1'), 'is not UTF-8 text (byte 3 is 0xe9)'),
+    ('empty.txt', b'', 'holds no letters'),
+    ('digits.txt', '1984 -- 2001 !!! \u00e9\u00e8\n', 'holds no letters'),
+    ('short.txt', 'the time traveller\n', 'too few for one minibatch'),
+])
+def test_train_refuses_a_bad_text(capsys, good, tmp_path, name, data, message):
+    text = tmp_path / name if data is None else write(tmp_path / name, data)
+    assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--text', text],
+                   message, good)
+
+
+def test_train_refuses_a_directory_as_text(capsys, good, tmp_path):
+    assert_refused(capsys, ['train', '--out', good, '--force', '--text', tmp_path],
+                   'is not a file', good)
+
+
+@pytest.mark.parametrize('option, value', [
+    ('--hidden', 0), ('--lr', -1), ('--lr', 'inf'), ('--epochs', 0), ('--batch-size', -5),
+    ('--num-steps', 'two'), ('--max-tokens', 0), ('--checkpoint-every', 0),
+    ('--val-fraction', 1), ('--seed', -1)])
+def test_train_refuses_bad_numbers(capsys, good, option, value):
+    assert_refused(capsys, ['train', '--out', good, '--force', option, value],
+                   f'argument {option}: must be', good, code=2)
+
+
+def test_train_refuses_to_overwrite_a_checkpoint(capsys, good):
+    assert_refused(capsys, ['train', *TINY, '--out', good],
+                   'already holds a checkpoint; continue it with --resume, or replace it '
+                   'with --force', good)
+
+
+def test_train_refuses_resume_and_force_together(capsys, good):
+    assert_refused(capsys, ['train', '--out', good, '--resume', '--force'],
+                   '--resume continues', good)
+
+
+def test_resume_refuses_other_settings(capsys, good):
+    assert_refused(capsys, ['train', '--out', good, '--resume', '--hidden', 64],
+                   '--hidden 64 differs from the checkpoint (32)', good)
+
+
+def test_resume_refuses_fewer_epochs_than_done(capsys, good):
+    assert_refused(capsys, ['train', '--out', good, '--resume', '--epochs', 2],
+                   'has done 4 epochs already', good)
+
+
+def test_resume_refuses_another_text(capsys, good, tmp_path):
+    other = write(tmp_path / 'other.txt', 'another book entirely\n' * 200)
+    assert_refused(capsys, ['train', '--out', good, '--resume', '--text', other],
+                   'is not the text this checkpoint was trained on', good)
+
+
+def test_resume_needs_a_checkpoint(capsys, tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert_refused(capsys, ['train', '--out', empty, '--resume'], 'holds no checkpoint', empty)
+
+
+def test_train_refuses_a_validation_part_too_short(capsys, good):
+    assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--val-fraction', 0.001],
+                   'characters for validation', good)
+
+
+def test_train_refuses_a_gpu_that_is_not_there(capsys, good):
+    if cli.npx.num_gpus() > 0:
+        pytest.skip('this machine has a GPU')
+    assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--device', 'gpu'],
+                   'MXNet sees no GPU', good)
+
+
+def test_generate_refuses_a_missing_checkpoint(capsys, tmp_path):
+    assert_refused(capsys, ['generate', '--checkpoint', tmp_path / 'nothing', '--prefix', 'a'],
+                   'no such directory', tmp_path)
+
+
+def damage_truncate(directory):
+    params = next(directory.glob('params-*.params'))
+    params.write_bytes(params.read_bytes()[:100])
+
+
+def damage_flip_a_byte(directory):
+    params = next(directory.glob('params-*.params'))
+    data = bytearray(params.read_bytes())
+    data[-1] ^= 0xFF
+    params.write_bytes(bytes(data))
+
+
+def damage_manifest(directory):
+    manifest = directory / 'manifest.json'
+    manifest.write_bytes(manifest.read_bytes()[:40])
+
+
+def damage_remove_vocab(directory):
+    next(directory.glob('vocab-*.json')).unlink()
+
+
+@pytest.mark.parametrize('damage, message', [
+    (damage_truncate, 'has 100 bytes, the manifest says'),
+    (damage_flip_a_byte, 'does not match its SHA-256'),
+    (damage_manifest, 'manifest.json is unreadable'),
+    (damage_remove_vocab, 'cannot be read'),
+])
+@pytest.mark.parametrize('command', ['generate', 'evaluate', 'resume'])
+def test_a_damaged_checkpoint_is_refused(capsys, good, damage, message, command):
+    damage(good)
+    args = {'generate': ['generate', '--checkpoint', good, '--prefix', 'the'],
+            'evaluate': ['evaluate', '--checkpoint', good, '--text', TIME_MACHINE],
+            'resume': ['train', '--out', good, '--resume', '--epochs', 8]}[command]
+    assert_refused(capsys, args, (f'the checkpoint in {good} is damaged (', message), good)
+
+
+def rewrite_manifest(directory, change):
+    manifest_path = directory / 'manifest.json'
+    manifest = json.loads(manifest_path.read_text())
+    change(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_another_format_version_is_refused(capsys, good):
+    rewrite_manifest(good, lambda m: m.update(format_version=2))
+    assert_refused(capsys, ['generate', '--checkpoint', good, '--prefix', 'the'],
+                   'has format version 2, but this d2lrnn reads version 1', good)
+
+
+def test_a_model_size_that_does_not_fit_is_refused(capsys, good):
+    # A consistent manifest around a config that claims another size than the parameters.
+    saved = ckpt.load(good)
+    saved.config['num_hiddens'] = 64
+    ckpt.save(good, saved)
+    assert_refused(capsys, ['generate', '--checkpoint', good, '--prefix', 'the'],
+                   'does not fit together: W_xh has shape (28, 32), but 28 tokens and '
+                   'num_hiddens=64 need (28, 64)', good)
+
+
+@pytest.fixture()
+def abc_checkpoint(tmp_path):
+    """A checkpoint whose vocabulary holds only 'a', 'b', 'c' and the space."""
+    vocab = Vocab(tokenize(['abc cab bca'], 'char'))
+    shapes = ckpt.param_shapes(len(vocab), 4)
+    params = {name: onp.full(shape, 0.1, dtype='float32') for name, shape in shapes.items()}
+    config = {**cli.DEFAULTS, 'num_hiddens': 4, 'batch_size': 2, 'num_steps': 3}
+    out = tmp_path / 'abc'
+    ckpt.save(out, ckpt.Checkpoint(params, vocab, config, {'epoch': 0, 'history': []}))
+    return out
+
+
+def test_generate_refuses_characters_outside_the_vocabulary(capsys, abc_checkpoint):
+    assert_refused(capsys, ['generate', '--checkpoint', abc_checkpoint, '--prefix', 'A bad zebra'],
+                   "the prefix has characters the model never saw: 'derz'; use only ' abc'",
+                   abc_checkpoint)
+
+
+def test_generate_reads_the_prefix_as_the_text_was_read(capsys, abc_checkpoint):
+    code, out, err = run_main(capsys, 'generate', '--checkpoint', abc_checkpoint,
+                              '--prefix', 'ABC, cab!', '-n', 3, '--device', 'cpu')
+    assert code == 0 and err == '' and out.startswith('abc cab ')
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--prefix', '1984!'], "the prefix '1984!' holds no letters"),
+    (['--prefix', 'abc', '--seed', 1], '--alpha and --seed choose how to sample'),
+])
+def test_generate_refuses_bad_requests(capsys, abc_checkpoint, args, message):
+    assert_refused(capsys, ['generate', '--checkpoint', abc_checkpoint, *args],
+                   message, abc_checkpoint)
+
+
+@pytest.mark.parametrize('option, value', [('-n', 0), ('--alpha', 0), ('--alpha', 'nan')])
+def test_generate_refuses_bad_numbers(capsys, abc_checkpoint, option, value):
+    assert_refused(capsys, ['generate', '--checkpoint', abc_checkpoint, '--prefix', 'abc',
+                            '--sample', option, value], f'argument {option}: must be',
+                   abc_checkpoint, code=2)
+
+
+def test_evaluate_warns_about_characters_outside_the_vocabulary(capsys, abc_checkpoint, tmp_path):
+    text = write(tmp_path / 'text.txt', 'abc cab xyz bca abc\n')
+    code, out, err = run_main(capsys, 'evaluate', '--checkpoint', abc_checkpoint,
+                              '--text', text, '--device', 'cpu')
+    assert code == 0 and out.startswith('perplexity ')
+    assert err == f"d2lrnn: warning: {text} has characters the model never saw, scored as <unk>: 'xyz'\n"
+
+
+@pytest.mark.parametrize('data, message', [
+    (b'\xff\xfe abc', 'is not UTF-8 text'),
+    ('abc', '3 characters are too few to score with --num-steps 3'),
+])
+def test_evaluate_refuses_a_bad_text(capsys, abc_checkpoint, tmp_path, data, message):
+    text = write(tmp_path / 'text.txt', data)
+    assert_refused(capsys, ['evaluate', '--checkpoint', abc_checkpoint, '--text', text],
+                   message, abc_checkpoint)
