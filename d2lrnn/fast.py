@@ -143,7 +143,8 @@ class _BPTTBackward(gluon.HybridBlock):
             dH = F.npx.fully_connected(dA, W_hh, no_bias=True, flatten=False,
                                        num_hidden=num_hiddens)
         dA = _join(F, dAs).reshape(-1, num_hiddens)  # (num_steps * batch_size, num_hiddens)
-        H_prev = F.np.expand_dims(H0, axis=0)  # the state before each step: (num_steps, batch_size, num_hiddens)
+        # the state before each step: H0, H_1, ..., H_{num_steps-1}
+        H_prev = F.np.expand_dims(H0, axis=0)  # (num_steps, batch_size, num_hiddens) after the concatenation
         if num_steps > 1:
             H_prev = F.np.concatenate([H_prev, F.npx.slice(Hs, begin=(0,), end=(num_steps - 1,))])
         one_hot = F.npx.one_hot(X.T.reshape(-1), vocab_size)  # (num_steps * batch_size, vocab_size)
@@ -211,7 +212,7 @@ class FastRNNScratch:
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)
         self.variant = variant
-        self._graphs = {}  # (vocab_size, num_hiddens, num_steps) -> _Unrolled
+        self._graphs = {}  # (vocab_size, num_hiddens, num_steps) -> cached graphs
 
     def __call__(self, X, state):
         """Outputs (num_steps * batch_size, vocab_size) for token ids X (batch_size, num_steps),
@@ -221,12 +222,11 @@ class FastRNNScratch:
         sizes = (self.vocab_size, self.num_hiddens, num_steps)
         if self.variant == 'bptt':
             Y, H = _RNNWithBPTT(*self._graph(sizes))(*self.params, H, X)
+        elif self.variant == 'hybrid':
+            Y, H = self._graph(sizes)[0](X, H, *self.params)
         else:
-            if self.variant == 'hybrid':
-                Y, H = self._graph(sizes)[0](X, H, *self.params)
-            else:
-                Y, H, _ = rnn_unrolled(mxnet.ndarray, X, H, self.params, sizes)
-        return Y, (H,)
+            Y, H, _ = rnn_unrolled(mxnet.ndarray, X, H, self.params, sizes)
+        return Y, (H,)  # (num_steps * batch_size, vocab_size), ((batch_size, num_hiddens),)
 
     def begin_state(self, batch_size, ctx):
         """The initial state: a tuple holding zeros (batch_size, num_hiddens), as ``init_rnn_state``."""
