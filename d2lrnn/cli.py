@@ -34,7 +34,7 @@ from mxnet import gluon, np, npx
 from . import checkpoint as ckpt
 from .data import TIME_MACHINE, SeqDataLoader, load_corpus_time_machine, read_time_machine
 from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
-from .model import RNNModelScratch, get_params, init_rnn_state, rnn
+from .fast import FastRNNScratch
 from .predict import predict_ch8
 from .train import sgd, train_epoch_ch8
 
@@ -64,10 +64,12 @@ class Interrupted(Exception):
 def make_model(vocab_size, num_hiddens, ctx):
     """The one place that builds the model, so that its class can change in one line.
 
-    Any class with the interface of ``RNNModelScratch`` and the five parameters
-    of ``get_params``, in that order, fits: checkpoints hold only those.
+    ``FastRNNScratch`` computes what ``RNNModelScratch(vocab_size, num_hiddens, ctx,
+    get_params, init_rnn_state, rnn)`` computes, with the same five parameters in
+    the same order, only faster; checkpoints hold just those parameters, so either
+    class reads the other's checkpoints.
     """
-    return RNNModelScratch(vocab_size, num_hiddens, ctx, get_params, init_rnn_state, rnn)
+    return FastRNNScratch(vocab_size, num_hiddens, ctx)
 
 
 def set_params(model, params, ctx):
@@ -443,14 +445,15 @@ def cmd_generate(args):
     checkpoint = ckpt.load(args.checkpoint)
     prefix = read_prefix(args.prefix, checkpoint.vocab)
     ctx = choose_ctx(args.device)
-    model = WithoutUnk(model_from_checkpoint(checkpoint, ctx), checkpoint.vocab.unk)
+    model = WithoutUnk(model_from_checkpoint(checkpoint, ctx), len(checkpoint.vocab),
+                       checkpoint.vocab.unk, ctx)
     alpha = 1.0 if args.alpha is None else args.alpha
     print(predict_ch8(prefix, args.n, model, checkpoint.vocab, ctx,
                       sample=args.sample, alpha=alpha, seed=args.seed))
 
 
 class WithoutUnk:
-    """A model that never predicts ``<unk>``: its logit is set to -inf.
+    """A model that never predicts ``<unk>``: its logit becomes -inf.
 
     The training text holds no ``<unk>``, so the model gives it a small but
     non-zero probability, and sampling would now and then print ``<unk>``
@@ -458,13 +461,14 @@ class WithoutUnk:
     argmax.
     """
 
-    def __init__(self, model, unk):
-        self.model, self.unk = model, unk
+    def __init__(self, model, vocab_size, unk, ctx):
+        self.model = model
+        self.mask = np.zeros(vocab_size, ctx=ctx)  # added, not written in place: the
+        self.mask[unk] = -math.inf                 # model's outputs may be its own buffers
 
     def __call__(self, X, state):
         Y, state = self.model(X, state)
-        Y[:, self.unk] = -math.inf
-        return Y, state
+        return Y + self.mask, state
 
     def begin_state(self, batch_size, ctx):
         return self.model.begin_state(batch_size, ctx)

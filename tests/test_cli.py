@@ -134,8 +134,10 @@ def test_generate_sample_is_repeatable_with_a_seed(trained):
     assert result.returncode == 0 and result.stderr == ''
     # The same draws here, with predict_ch8 itself and the same seed.
     saved = ckpt.load(out)
-    model = cli.WithoutUnk(cli.model_from_checkpoint(saved, cli.npx.cpu()), saved.vocab.unk)
-    expected = predict_ch8('the ', 40, model, saved.vocab, cli.npx.cpu(),
+    ctx = cli.npx.cpu()
+    model = cli.WithoutUnk(cli.model_from_checkpoint(saved, ctx), len(saved.vocab),
+                           saved.vocab.unk, ctx)
+    expected = predict_ch8('the ', 40, model, saved.vocab, ctx,
                            sample=True, alpha=0.5, seed=7)
     assert result.stdout == expected + '\n'
     # A flat distribution (alpha 0.5) still never draws <unk>, which training never saw.
