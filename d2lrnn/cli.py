@@ -197,6 +197,7 @@ def train_config(args, checkpoint):
         text = None if args.text is None else str(Path(args.text).resolve())
         return {**DEFAULTS, **config, 'text': text, 'text_sha256': sha256}
     saved = dict(checkpoint.config)
+    check_resumable(saved, checkpoint.progress, args.out)
     for opt, value in given.items():
         key = OPTION_KEYS[opt]
         if key != 'num_epochs' and saved.get(key) != config[key]:
@@ -210,14 +211,26 @@ def train_config(args, checkpoint):
     return saved
 
 
+def check_resumable(config, progress, out):
+    """Refuse a checkpoint that lacks what training needs (one not written by `train`)."""
+    missing = sorted((set(DEFAULTS) | {'text', 'text_sha256'}) - set(config))
+    epoch, history = progress.get('epoch'), progress.get('history')
+    if missing or not (isinstance(epoch, int) and isinstance(history, list)
+                       and len(history) == epoch and 'python_random' in progress):
+        what = (f'its config lacks {", ".join(missing)}' if missing
+                else 'its progress is incomplete')
+        raise CLIError(f'the checkpoint in {out} cannot be resumed ({what}); '
+                       'start afresh with --force.')
+
+
 def check_resumed_text(args, config):
     """A resumed run must read exactly the text it started on."""
     if args.text is not None and checked_text_sha256(args.text) != config['text_sha256']:
         raise CLIError(f'{args.text} is not the text this checkpoint was trained on '
                        f'({describe_text(config["text"])}); leave --text out to use that one.')
     if checked_text_sha256(config['text']) != config['text_sha256']:
-        raise CLIError(f'{describe_text(config["text"])} has changed since the checkpoint was written; '
-                       'restore it, or start afresh with --force.')
+        raise CLIError(f'{describe_text(config["text"])} has changed since the checkpoint was '
+                       'written; restore it, or start afresh with --force.')
 
 
 def check_epochs_left(config, done):
@@ -371,7 +384,8 @@ class Run:
                 'val_perplexity': val}
 
     def run(self, start, history, saved):
-        """Epochs start+1 .. num_epochs; checkpoints every `every` epochs, at the end, on Ctrl-C."""
+        """Epochs start+1 .. num_epochs, with checkpoints every `every` epochs, at the end, on
+        Ctrl-C."""
         snapshot = Snapshot(start, self.model, history)
         bar = progress_bar(self.config, start)
         try:
@@ -394,6 +408,7 @@ class Run:
 
 
 def cmd_train(args):
+    """Check everything, then train from scratch or from the checkpoint, saving as we go."""
     out = Path(args.out)
     check_out_dir(out, args)
     checkpoint = ckpt.load(out) if args.resume else None
@@ -403,19 +418,29 @@ def cmd_train(args):
     train, valid = split_for_validation(corpus, config)
     ensure_writable(out)
     if checkpoint is None:
-        random.seed(config['seed'])  # the minibatch iterators draw from `random`
-        mx.random.seed(config['seed'])  # get_params draws from MXNet's generator
-        model, start, history, saved = make_model(len(vocab), config['num_hiddens'], ctx), 0, [], None
-        config['model'] = type(model).__name__  # for the record: which class trained it
+        model, start, history = start_fresh(config, vocab, ctx)
     else:
-        check_same_vocab(vocab, checkpoint.vocab, out)
-        model = model_from_checkpoint(checkpoint, ctx)
-        random.setstate(rng_state_from_json(checkpoint.progress.get('python_random'), out))
-        start = saved = checkpoint.progress['epoch']
-        history = list(checkpoint.progress['history'])
+        model, start, history = start_from(checkpoint, vocab, ctx, out)
     run = Run(model, vocab, train, valid, config, ctx, out, args.checkpoint_every)
-    history = run.run(start, history, saved)
+    history = run.run(start, history, saved=None if checkpoint is None else start)
     report_training(history, model, vocab, ctx, out)
+
+
+def start_fresh(config, vocab, ctx):
+    """A new model from the seed: (model, epochs done, history)."""
+    random.seed(config['seed'])  # the minibatch iterators draw from `random`
+    mx.random.seed(config['seed'])  # get_params draws from MXNet's generator
+    model = make_model(len(vocab), config['num_hiddens'], ctx)
+    config['model'] = type(model).__name__  # for the record: which class trained it
+    return model, 0, []
+
+
+def start_from(checkpoint, vocab, ctx, out):
+    """The checkpoint's model and random state: (model, epochs done, history)."""
+    check_same_vocab(vocab, checkpoint.vocab, out)
+    model = model_from_checkpoint(checkpoint, ctx)
+    random.setstate(rng_state_from_json(checkpoint.progress.get('python_random'), out))
+    return model, checkpoint.progress['epoch'], list(checkpoint.progress['history'])
 
 
 def check_same_vocab(vocab, saved_vocab, out):
@@ -534,7 +559,8 @@ def max_tokens_int(text):
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or 'all', got {text!r}") from None
 
 
 def fraction(text):
@@ -559,21 +585,24 @@ def add_train_parser(subparsers):
     p.add_argument('--out', required=True, metavar='DIR', help='checkpoint directory')
     p.add_argument('--text', metavar='FILE',
                    help='a UTF-8 text to learn (default: The Time Machine)')
-    p.add_argument('--hidden', type=positive_int, help=f'hidden units (default {d["num_hiddens"]})')
+    p.add_argument('--hidden', type=positive_int, metavar='N',
+                   help=f'hidden units (default {d["num_hiddens"]})')
     p.add_argument('--lr', type=positive_float, help=f'learning rate (default {d["lr"]})')
-    p.add_argument('--epochs', type=positive_int,
+    p.add_argument('--epochs', type=positive_int, metavar='N',
                    help=f'epochs in all, counting resumed ones (default {d["num_epochs"]})')
-    p.add_argument('--batch-size', type=positive_int, help=f'default {d["batch_size"]}')
-    p.add_argument('--num-steps', type=positive_int,
+    p.add_argument('--batch-size', type=positive_int, metavar='N',
+                   help=f'subsequences per minibatch (default {d["batch_size"]})')
+    p.add_argument('--num-steps', type=positive_int, metavar='N',
                    help=f'time steps per subsequence (default {d["num_steps"]})')
     p.add_argument('--iter', choices=['sequential', 'random'],
                    help='sequential partitioning or random sampling (default sequential)')
-    p.add_argument('--max-tokens', type=max_tokens_int,
+    p.add_argument('--max-tokens', type=max_tokens_int, metavar='N',
                    help=f"characters of the text to use, or 'all' (default {d['max_tokens']})")
-    p.add_argument('--val-fraction', type=fraction,
+    p.add_argument('--val-fraction', type=fraction, metavar='F',
                    help='the last fraction of those characters held out for validation '
                         '(default 0: none, as in the book)')
-    p.add_argument('--seed', type=seed_int, help=f'random seed (default {d["seed"]})')
+    p.add_argument('--seed', type=seed_int, metavar='S',
+                   help=f'random seed (default {d["seed"]})')
     add_device(p)
     p.add_argument('--checkpoint-every', type=positive_int, default=10, metavar='N',
                    help='write a checkpoint every N epochs (default 10), and at the end')
@@ -590,14 +619,15 @@ def add_generate_parser(subparsers):
         description='Continue a prefix, greedily (the book) or by sampling. The prefix is '
                     'read as the text was: lower case, each run of non-letters one space. '
                     'Characters the model never saw are refused.')
-    p.add_argument('--checkpoint', required=True, metavar='DIR')
-    p.add_argument('--prefix', required=True, metavar='TEXT')
+    p.add_argument('--checkpoint', required=True, metavar='DIR',
+                   help='the --out directory of `d2lrnn train`')
+    p.add_argument('--prefix', required=True, metavar='TEXT', help='the text to continue')
     p.add_argument('-n', type=positive_int, default=50,
                    help='characters to generate (default 50)')
     p.add_argument('--sample', action='store_true',
                    help='draw each character from p**alpha instead of taking the argmax')
     p.add_argument('--alpha', type=positive_float, help='sharpness of sampling (default 1)')
-    p.add_argument('--seed', type=seed_int, help='make a sample repeatable')
+    p.add_argument('--seed', type=seed_int, metavar='S', help='make a sample repeatable')
     add_device(p)
     p.set_defaults(func=cmd_generate)
 
@@ -607,9 +637,11 @@ def add_evaluate_parser(subparsers):
         'evaluate', help="a model's perplexity on a text",
         description="Perplexity on a text read sequentially from its start (deterministic). "
                     "Characters outside the model's vocabulary count as <unk>, with a warning.")
-    p.add_argument('--checkpoint', required=True, metavar='DIR')
+    p.add_argument('--checkpoint', required=True, metavar='DIR',
+                   help='the --out directory of `d2lrnn train`')
     p.add_argument('--text', required=True, metavar='FILE', help='a UTF-8 text')
-    p.add_argument('--max-tokens', type=max_tokens_int, help="characters to score (default all)")
+    p.add_argument('--max-tokens', type=max_tokens_int, metavar='N',
+                   help="characters to score (default all)")
     add_device(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -242,7 +242,7 @@ def wait_for_file(path, timeout=60):
 SLOW_FSYNC_TRAIN = '''
 import os, sys, time
 fsync = os.fsync
-os.fsync = lambda fd: (time.sleep(0.01), fsync(fd))[1]
+os.fsync = lambda fd: (time.sleep(0.03), fsync(fd))[1]
 from d2lrnn.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
@@ -446,6 +446,11 @@ def abc_checkpoint(tmp_path):
     return out
 
 
+def test_resume_refuses_a_checkpoint_not_written_by_train(capsys, abc_checkpoint):
+    assert_refused(capsys, ['train', '--out', abc_checkpoint, '--resume'],
+                   'cannot be resumed (its config lacks text, text_sha256)', abc_checkpoint)
+
+
 def test_generate_refuses_characters_outside_the_vocabulary(capsys, abc_checkpoint):
     assert_refused(capsys, ['generate', '--checkpoint', abc_checkpoint, '--prefix', 'A bad zebra'],
                    "the prefix has characters the model never saw: 'derz'; use only ' abc'",
@@ -479,7 +484,8 @@ def test_evaluate_warns_about_characters_outside_the_vocabulary(capsys, abc_chec
     code, out, err = run_main(capsys, 'evaluate', '--checkpoint', abc_checkpoint,
                               '--text', text, '--device', 'cpu')
     assert code == 0 and out.startswith('perplexity ')
-    assert err == f"d2lrnn: warning: {text} has characters the model never saw, scored as <unk>: 'xyz'\n"
+    assert err == (f'd2lrnn: warning: {text} has characters the model never saw, '
+                   "scored as <unk>: 'xyz'\n")
 
 
 @pytest.mark.parametrize('data, message', [
