@@ -85,6 +85,7 @@ def get_params_copy(model):
 
 
 def model_from_checkpoint(checkpoint, ctx):
+    """A model on `ctx` holding the checkpoint's parameters."""
     model = make_model(len(checkpoint.vocab), checkpoint.config['num_hiddens'], ctx)
     set_params(model, checkpoint.params, ctx)
     return model
@@ -106,7 +107,10 @@ def choose_ctx(device):
 def read_lines(path):
     """The lines of a text as section 8.3 reads them: The Time Machine if `path` is None."""
     if path is None:
-        return read_time_machine()
+        try:
+            return read_time_machine()  # checks the bundled file's SHA-1
+        except (OSError, ValueError) as e:
+            raise CLIError(str(e)) from None
     check_utf8_file(path)
     lines = read_time_machine(path)
     if not any(line.strip() for line in lines):
@@ -138,10 +142,12 @@ def check_utf8_file(path):
 
 
 def text_sha256(path):
+    """SHA-256 of a text file's bytes (The Time Machine's if `path` is None)."""
     return hashlib.sha256(Path(path or TIME_MACHINE).read_bytes()).hexdigest()
 
 
 def describe_text(path):
+    """The text's name for messages."""
     return 'The Time Machine' if path is None else str(path)
 
 
@@ -234,6 +240,7 @@ def check_resumed_text(args, config):
 
 
 def check_epochs_left(config, done):
+    """--epochs counts all epochs, resumed ones included: it cannot go below those done."""
     if config['num_epochs'] < done:
         raise CLIError(f'--epochs {config["num_epochs"]}, but the checkpoint has done {done} '
                        'epochs already; give a larger --epochs.')
@@ -292,14 +299,16 @@ def split_for_validation(corpus, config):
 # ---------------------------------------------------------------- train: the loop
 
 def rng_state_to_json(state):
+    """``random.getstate()`` as JSON-ready lists (the minibatch iterators draw from it)."""
     version, internal, gauss_next = state
     return [version, list(internal), gauss_next]
 
 
-def rng_state_from_json(obj, directory):
+def restore_rng_state(obj, directory):
+    """``random.setstate`` from ``rng_state_to_json``'s lists."""
     try:
         version, internal, gauss_next = obj
-        return (version, tuple(internal), gauss_next)
+        random.setstate((version, tuple(internal), gauss_next))
     except (TypeError, ValueError):
         raise CLIError(f'the checkpoint in {directory} holds no valid random state; '
                        'train again.') from None
@@ -333,6 +342,7 @@ def sigint_deferred():
 
 
 def save_snapshot(out, snapshot, vocab, config):
+    """Write the snapshot as the checkpoint in `out`; Ctrl-C waits until it is written."""
     try:
         with sigint_deferred():
             ckpt.save(out, snapshot.checkpoint(vocab, config))
@@ -342,12 +352,14 @@ def save_snapshot(out, snapshot, vocab, config):
 
 
 def progress_bar(config, start):
+    """A tqdm bar over epochs, on stderr, starting at the epochs already done."""
     from tqdm import tqdm
     return tqdm(total=config['num_epochs'], initial=start, desc='train', unit='epoch',
                 file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
 def epoch_postfix(record):
+    """What the bar shows after an epoch: perplexity, tokens/s, validation perplexity."""
     postfix = {'ppl': f'{record["perplexity"]:.2f}',
                'tok/s': f'{record["tokens_per_sec"]:.0f}'}
     if record['val_perplexity'] is not None:
@@ -439,11 +451,12 @@ def start_from(checkpoint, vocab, ctx, out):
     """The checkpoint's model and random state: (model, epochs done, history)."""
     check_same_vocab(vocab, checkpoint.vocab, out)
     model = model_from_checkpoint(checkpoint, ctx)
-    random.setstate(rng_state_from_json(checkpoint.progress.get('python_random'), out))
+    restore_rng_state(checkpoint.progress.get('python_random'), out)
     return model, checkpoint.progress['epoch'], list(checkpoint.progress['history'])
 
 
 def check_same_vocab(vocab, saved_vocab, out):
+    """The text must give the vocabulary the checkpoint was trained with."""
     if vocab.idx_to_token != saved_vocab.idx_to_token:
         raise CLIError(f'the text now gives another vocabulary than the checkpoint in {out}; '
                        'start afresh with --force.')
@@ -465,6 +478,7 @@ def report_training(history, model, vocab, ctx, out):
 # ---------------------------------------------------------------- generate, evaluate
 
 def cmd_generate(args):
+    """`d2lrnn generate`: print the prefix and its continuation (D2L 8.5.4)."""
     if not args.sample and (args.alpha is not None or args.seed is not None):
         raise CLIError('--alpha and --seed choose how to sample: add --sample.')
     checkpoint = ckpt.load(args.checkpoint)
@@ -500,6 +514,7 @@ class WithoutUnk:
 
 
 def cmd_evaluate(args):
+    """`d2lrnn evaluate`: print the perplexity of the checkpoint on a text."""
     checkpoint = ckpt.load(args.checkpoint)
     max_tokens = -1 if args.max_tokens is None else args.max_tokens
     corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab, max_tokens)
@@ -524,6 +539,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text):
+    """argparse type: an integer > 0."""
     try:
         value = int(text)
     except ValueError:
@@ -534,6 +550,7 @@ def positive_int(text):
 
 
 def positive_float(text):
+    """argparse type: a finite number > 0."""
     try:
         value = float(text)
     except ValueError:
@@ -544,6 +561,7 @@ def positive_float(text):
 
 
 def seed_int(text):
+    """argparse type: a seed that both Python and MXNet accept."""
     try:
         value = int(text)
     except ValueError:
@@ -554,6 +572,7 @@ def seed_int(text):
 
 
 def max_tokens_int(text):
+    """argparse type: a positive integer, or 'all' (-1, as in the book)."""
     if text == 'all':
         return -1
     try:
@@ -564,6 +583,7 @@ def max_tokens_int(text):
 
 
 def fraction(text):
+    """argparse type: a number in [0, 1)."""
     try:
         value = float(text)
     except ValueError:
@@ -647,6 +667,7 @@ def add_evaluate_parser(subparsers):
 
 
 def build_parser():
+    """The parser of all three commands."""
     parser = Parser(prog=PROG, description='The character-level RNN of D2L 8.5 from the shell.')
     subparsers = parser.add_subparsers(title='commands', metavar='COMMAND', required=True,
                                        parser_class=Parser)
