@@ -266,6 +266,49 @@ def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint(tmp_path):
     assert epochs == sorted(epochs) and epochs[-1] >= 1
 
 
+class Crash(BaseException):
+    """The process dying at this point (raised where a kill could strike)."""
+
+
+def test_a_save_cut_short_at_any_step_leaves_the_old_or_the_new_checkpoint(
+        abc_checkpoint, monkeypatch):
+    """Die before each fsync and rename of a save in turn: each time one whole checkpoint loads.
+
+    The old checkpoint holds until the manifest, the fifth file, is renamed into place.
+    """
+    old = ckpt.load(abc_checkpoint)
+    new = ckpt.Checkpoint({k: v + 1 for k, v in old.params.items()}, old.vocab, old.config,
+                          {'epoch': 1, 'history': []})
+    real = {'fsync': os.fsync, 'replace': os.replace}
+    for step in range(100):
+        done = []
+
+        def dying(name):
+            def call(*args):
+                if len(done) == step:
+                    raise Crash
+                result = real[name](*args)
+                done.append(name)
+                return result
+            return call
+
+        monkeypatch.setattr(ckpt.os, 'fsync', dying('fsync'))
+        monkeypatch.setattr(ckpt.os, 'replace', dying('replace'))
+        try:
+            ckpt.save(abc_checkpoint, new)
+        except Crash:
+            pass
+        monkeypatch.undo()
+        loaded = ckpt.load(abc_checkpoint)
+        expected = new if done.count('replace') == 5 else old
+        assert loaded.progress == expected.progress
+        assert_same_params(loaded.params, expected.params)
+        if len(done) < step:  # the save finished before this step: all steps were cut
+            break
+        ckpt.save(abc_checkpoint, old)  # the next step starts from the old checkpoint again
+    assert 10 < step < 99
+
+
 # ---------------------------------------------------------------- bad input
 
 def assert_refused(capsys, args, message, directory, code=1):
