@@ -148,7 +148,7 @@ def _fsync_directory(directory):
 
 
 def _remove_unnamed(directory, keep):
-    """Delete our files that the manifest does not name: older checkpoints, leftovers of crashes."""
+    """Delete our files that the manifest does not name: older checkpoints, crash leftovers."""
     for path in directory.iterdir():
         own = _OWN_FILE.match(path.name) or path.name.startswith(_TEMP_PREFIX)
         if own and path.name not in keep:
