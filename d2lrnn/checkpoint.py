@@ -24,7 +24,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from mxnet import npx
+from mxnet import np, npx
 
 from .data import Vocab
 
@@ -108,7 +108,6 @@ def _write_params(directory, params):
 
 def _as_mx(array):
     """An MXNet array on the CPU, from an MXNet or a NumPy array."""
-    from mxnet import np
     return array.as_in_ctx(npx.cpu()) if hasattr(array, 'as_in_ctx') else np.array(array)
 
 
