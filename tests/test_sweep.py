@@ -37,7 +37,8 @@ def check_layout(result):
 
 def test_tiny_sweep(tmp_path):
     out = tmp_path / 'sweep.json'
-    result = load_script().main(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out)])
+    result = load_script().main(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out),
+                                 '--model-dir', str(tmp_path / 'models')])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r['name'] for r in result['runs']] == ['base', 'hidden8', 'small']
     check_layout(result)
@@ -47,10 +48,15 @@ def test_tiny_sweep(tmp_path):
 
 
 def test_tiny_sweep_is_repeatable(tmp_path):
-    args = ['--tiny', '--quiet', '--model', 'scratch', '--only', 'base']
+    args = ['--tiny', '--quiet', '--model', 'scratch', '--only', 'base',
+            '--model-dir', str(tmp_path / 'models')]
     a = load_script().main(args + ['--out', str(tmp_path / 'a.json')])
     b = load_script().main(args + ['--out', str(tmp_path / 'b.json')])
     assert a['runs'][0]['valid_ppl'] == b['runs'][0]['valid_ppl']
+    # --resume keeps the finished run (its saved parameters give the same cross-book scores).
+    c = load_script().main(args + ['--out', str(tmp_path / 'a.json'), '--resume'])
+    assert c['runs'][0] == a['runs'][0]
+    assert c['cross_book']['perplexity'] == a['cross_book']['perplexity']
 
 
 def test_unknown_run_name(tmp_path):
