@@ -28,7 +28,7 @@ SHOTS = ROOT / '_build' / 'browser'
 LOCAL_HOSTS = {'127.0.0.1', 'localhost'}
 
 # Every page of the book that the table of contents lists (exercise pages come and go).
-PAGES = ['index', 'book/01-data', 'book/02-one-hot', 'book/03-parameters', 'book/04-model',
+PAGES = ['book/index', 'book/01-data', 'book/02-one-hot', 'book/03-parameters', 'book/04-model',
          'book/05-prediction', 'book/06-gradient-clipping', 'book/07-training',
          'book/08-summary', 'book/09-exercises', 'book/performance', 'book/api']
 
