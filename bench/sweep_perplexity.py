@@ -44,6 +44,9 @@ FULL = [
     dict(name='steps70', num_steps=70),
     dict(name='section10k', num_hiddens=512, max_train_tokens=10000, num_epochs=500,
          eval_every=10),
+    # The same without gradient clipping (exercise 4, at full length).
+    dict(name='section10k_noclip', num_hiddens=512, max_train_tokens=10000, num_epochs=500,
+         eval_every=10, theta=None),
 ]
 TINY_BASE = dict(num_hiddens=16, lr=1.0, num_steps=10, batch_size=4, num_epochs=2,
                  max_train_tokens=2000)
@@ -75,7 +78,7 @@ def train_one(cfg, train, valid, vocab, make_model, ctx, seed, log):
                                 corpus=train, vocab=vocab)
     model = make_model(len(vocab), cfg['num_hiddens'], ctx)
     start = time.perf_counter()
-    rec = train_run(model, data, cfg['lr'], cfg['num_epochs'], ctx, theta=1,
+    rec = train_run(model, data, cfg['lr'], cfg['num_epochs'], ctx, theta=cfg.get('theta', 1),
                     valid_corpus=valid, eval_every=cfg.get('eval_every', 1),
                     eval_batch_size=EVAL_BATCH, eval_num_steps=EVAL_STEPS,
                     on_epoch=lambda e, r: log(f"  epoch {e}: train {r['train_ppl'][-1]:.2f}"
@@ -88,7 +91,7 @@ def train_one(cfg, train, valid, vocab, make_model, ctx, seed, log):
                   epoch=rec['epoch'], train_ppl=rec['train_ppl'],
                   valid_epoch=rec['valid_epoch'], valid_ppl=rec['valid_ppl'],
                   diverged_at_step=rec['diverged_at_step'],
-                  max_grad_norm=max(rec['step_norm']),
+                  max_grad_norm=max(rec['step_norm']), steps=len(rec['step_norm']),
                   clipped_fraction=sum(n > 1 for n in rec['step_norm']) / len(rec['step_norm']))
     return model, result
 
