@@ -173,19 +173,34 @@ class _RNNWithBPTT(autograd.Function):
     ``Function`` stops writing gradients at the first input that needs none,
     so the state (detached in training) and the ids (never differentiated)
     come last.
+
+    Memory: ``Function.__call__`` in MXNet 1.9 builds ctypes callbacks that
+    end up in a reference cycle with this instance, so the instance outlives
+    its graph until Python's cyclic garbage collector runs, which can take
+    many minibatches. Whatever it holds lives that long too. So the one large
+    array it saves, all hidden states (num_steps, batch_size, num_hiddens),
+    is dropped as soon as the backward pass has used it; a second backward
+    pass through the same graph (``backward(retain_graph=True)`` twice)
+    recomputes the states from H0 and X instead.
     """
 
     def __init__(self, forward_graph, backward_graph):
         super().__init__()
         self.forward_graph, self.backward_graph = forward_graph, backward_graph
+        self.Hs = None
 
     def forward(self, W_xh, W_hh, b_h, W_hq, b_q, H0, X):
-        Y, H, Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0, X)
-        self.save_for_backward(W_hh, W_hq, H0, X, Hs)
+        Y, H, self.Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0, X)
+        # the parameters are references, not copies: they cost no memory here
+        self.save_for_backward(W_xh, W_hh, b_h, W_hq, b_q, H0, X)
         return Y, H  # (num_steps * batch_size, vocab_size), (batch_size, num_hiddens)
 
     def backward(self, dY, dH_last):
-        W_hh, W_hq, H0, X, Hs = self.saved_tensors
+        W_xh, W_hh, b_h, W_hq, b_q, H0, X = self.saved_tensors
+        Hs, self.Hs = self.Hs, None  # see the class docstring
+        if Hs is None:  # a second backward pass through a retained graph
+            Hs = rnn_unrolled(mxnet.ndarray, X, H0, (W_xh, W_hh, b_h, W_hq, b_q),
+                              self.forward_graph.sizes)[2]
         grads = self.backward_graph(dY.as_np_ndarray(), dH_last.as_np_ndarray(),
                                     W_hh, W_hq, H0, X, Hs)
         grads = list(grads) + [np.zeros(X.shape, ctx=X.ctx)]  # ids have no gradient
