@@ -1,23 +1,148 @@
-"""Tools for the exercises: training with a clipping switch and a record of every step,
-perplexity on held-out text, and a ReLU variant of the scratch RNN.
+"""Tools for the exercises of the section.
 
 ``train_ch8`` trains the way the section does and prints; the exercises need
-more control and more measurements, so this module trains the same way
-(same loss, same SGD update, same state handling) but
+more control and more measurements. In exercise order:
 
-* clips with any threshold ``theta``, or not at all (``theta=None``);
-* records the global gradient norm *before* clipping at every step;
-* optionally scores held-out text every few epochs;
-* does not stop when the loss stops being finite: it records where that
-  happened, so that a diverging run can be shown rather than assumed.
+* exercise 1: an RNN that reads token ids with a lookup instead of one-hot
+  vectors (``rnn_lookup``, ``LookupRNNScratch``);
+* exercises 2, 4, 5 and 6: ``train_epoch``, the loop of ``train_epoch_ch8``
+  (same loss, same SGD update, same state handling by default) with a
+  clipping switch and a choice of what happens to the state between
+  minibatches, reporting every step; ``train_run``, many epochs of it with a
+  record of everything and held-out perplexity; ``rnn_relu``, the section's
+  ``rnn`` with ReLU in place of tanh;
+* exercise 3: statistics of sampled text (``sharpen``, ``char_entropy``,
+  ``word_fraction``, ...);
+* exercise 7: the probability of each actual next token and their means.
 """
+import collections
 import math
+import re
 
-from mxnet import autograd, gluon, np
+import numpy as onp
+from mxnet import autograd, gluon, np, npx
 
+from .data import check_positive
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
+from .model import RNNModelScratch
 from .train import grad_clipping, sgd
-from .utils import Accumulator, Timer
+from .utils import Accumulator, Timer, perplexity
+
+
+# Exercise 1: token ids instead of one-hot vectors ------------------------------------------
+
+def rnn_lookup(inputs, state, params):
+    """``d2lrnn.rnn`` fed with token ids instead of one-hot vectors (exercise 1).
+
+    `inputs` holds ids, shaped (num_steps, batch_size). Step t reads the rows
+    of ``W_xh`` that the ids name (``np.take``), which is what the product of
+    a one-hot matrix with ``W_xh`` computes. Everything else is ``rnn``.
+    """
+    W_xh, W_hh, b_h, W_hq, b_q = params
+    if inputs.ndim != 2:
+        raise ValueError(f'inputs must be token ids shaped (num_steps, batch_size), '
+                         f'got shape {inputs.shape}.')
+    H, = state
+    outputs = []
+    for ids in inputs:  # ids: (batch_size,)
+        X_W = np.take(W_xh, ids.astype('int32'), axis=0)  # (batch_size, num_hiddens)
+        H = np.tanh(X_W + np.dot(H, W_hh) + b_h)
+        outputs.append(np.dot(H, W_hq) + b_q)
+    return np.concatenate(outputs, axis=0), (H,)
+
+
+class LookupRNNScratch(RNNModelScratch):
+    """``RNNModelScratch`` without the one-hot step: the forward function gets ids.
+
+    Same parameters (made by `get_params`), same state, same outputs; only the
+    input side differs: ``forward(X.T, state, params)`` with X the
+    (batch_size, num_steps) ids, no ``npx.one_hot``.
+    """
+
+    def __init__(self, vocab_size, num_hiddens, ctx, get_params, init_state,
+                 forward=rnn_lookup):
+        super().__init__(vocab_size, num_hiddens, ctx, get_params, init_state, forward)
+
+    def __call__(self, X, state):
+        if X.ndim != 2:
+            raise ValueError(f'X must be token ids shaped (batch_size, num_steps), got shape {X.shape}.')
+        if X.size and (float(X.min()) < 0 or float(X.max()) >= self.vocab_size):
+            raise ValueError(f'token ids must lie in [0, {self.vocab_size}), '
+                             f'got ids from {float(X.min())} to {float(X.max())}.')
+        return self.forward_fn(X.T, state, self.params)
+
+
+# Exercises 2, 4, 5 and 6: training with a record of every step -----------------------------
+
+STATE_MODES = ('detach', 'keep', 'retain')
+
+
+def _check_theta(theta):
+    if theta is not None and not (isinstance(theta, (int, float))
+                                  and not isinstance(theta, bool) and theta > 0):
+        raise ValueError(f'theta must be a positive number or None (no clipping), got {theta!r}.')
+
+
+def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
+                theta=1, state_mode='detach', on_step=None):
+    """One pass over `train_iter` like ``train_epoch_ch8``, with two switches.
+
+    `theta` is the clipping threshold; ``theta=None`` turns clipping off (the
+    norm is still measured). `state_mode` says what happens to the state
+    between sequential minibatches (exercise 5):
+
+    * ``'detach'``: ``state = tuple(s.detach() for s in state)``, as in
+      ``train_epoch_ch8``;
+    * ``'keep'``: the state is passed on untouched (the original's
+      ``for s in state: s.detach()`` discards the detached copies, so it
+      amounts to this);
+    * ``'retain'``: passed on untouched and ``backward(retain_graph=True)``,
+      so the graphs of earlier minibatches stay alive and the gradient of
+      each minibatch flows back through all earlier minibatches of the epoch.
+
+    With ``use_random_iter`` every minibatch starts from a fresh state, as in
+    ``train_epoch_ch8``. After every step ``on_step(loss, norm, seconds)`` is
+    called with the minibatch's mean loss, the global gradient norm before
+    clipping and the time the step took, all Python floats.
+
+    Returns ``(perplexity, tokens per second, finite)``. The perplexity sums
+    ``float(l) * y.size`` in float64 where ``train_epoch_ch8`` sums
+    ``l * y.size`` rounded to float32, so the two can differ in about the
+    eighth digit; the training itself is the same bit for bit. When the loss
+    stops being finite the epoch ends at once and ``finite`` is False (the
+    perplexity is then ``inf``): the caller decides what that means.
+    """
+    _check_theta(theta)
+    if state_mode not in STATE_MODES:
+        raise ValueError(f'state_mode must be one of {STATE_MODES}, got {state_mode!r}.')
+    state, timer = None, Timer()
+    metric = Accumulator(2)  # sum of losses over tokens, number of tokens
+    for X, Y in train_iter:
+        step = Timer()
+        if state is None or use_random_iter:
+            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
+        elif state_mode == 'detach':
+            state = tuple(s.detach() for s in state)
+        y = Y.T.reshape(-1)
+        X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
+        with autograd.record():
+            py, state = model(X, state)
+            l = loss(py, y).mean()
+        l.backward(retain_graph=(state_mode == 'retain'))
+        norm = float(grad_clipping(model, math.inf if theta is None else theta))
+        lval = float(l)
+        finite = math.isfinite(lval) and math.isfinite(norm)
+        if finite:
+            updater(batch_size=1)
+            metric.add(lval * y.size, y.size)
+        if on_step is not None:
+            on_step(lval, norm, step.stop())
+        if not finite:
+            return math.inf, metric[1] / timer.stop(), False
+    if metric[1] == 0:
+        raise ValueError('train_iter yielded no minibatch: the text is too short '
+                         'for this batch_size and num_steps.')
+    return perplexity(metric[0], metric[1]), metric[1] / timer.stop(), True
 
 
 def held_out_perplexity(model, data_iter, ctx):
@@ -28,79 +153,12 @@ def held_out_perplexity(model, data_iter, ctx):
         return math.inf
 
 
-def rnn_relu(inputs, state, params):
-    """The forward function of ``d2lrnn.rnn`` with ReLU in place of tanh (exercise 6).
-
-    ``H_t = max(0, X_t W_xh + H_{t-1} W_hh + b_h)``: the hidden state is no
-    longer confined to (-1, 1); it is non-negative and unbounded above.
-    Same arguments and results as ``rnn``.
-    """
-    W_xh, W_hh, b_h, W_hq, b_q = params
-    H, = state
-    outputs = []
-    for X in inputs:  # X: (batch_size, vocab_size)
-        H = np.maximum(np.dot(X, W_xh) + np.dot(H, W_hh) + b_h, 0)
-        outputs.append(np.dot(H, W_hq) + b_q)
-    return np.concatenate(outputs, axis=0), (H,)
-
-
-def _check_theta(theta):
-    if theta is not None and not (isinstance(theta, (int, float))
-                                  and not isinstance(theta, bool) and theta > 0):
-        raise ValueError(f'theta must be a positive number or None (no clipping), got {theta!r}.')
-
-
-def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
-                theta=1, on_step=None):
-    """One pass over `train_iter` like ``train_epoch_ch8``, with clipping at `theta`.
-
-    ``theta=None`` turns clipping off (the norm is still measured). After every
-    step ``on_step(loss, norm)`` is called with the minibatch's mean loss and
-    the global gradient norm before clipping, both Python floats.
-
-    Returns ``(perplexity, tokens per second, finite)``. When the loss stops
-    being finite the epoch ends at once and ``finite`` is False (the
-    perplexity is then ``inf``): the caller decides what that means.
-    """
-    _check_theta(theta)
-    state, timer = None, Timer()
-    metric = Accumulator(2)  # sum of losses over tokens, number of tokens
-    for X, Y in train_iter:
-        if state is None or use_random_iter:
-            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
-        else:
-            state = tuple(s.detach() for s in state)
-        y = Y.T.reshape(-1)
-        X, y = X.as_in_context(ctx), y.as_in_context(ctx)
-        with autograd.record():
-            py, state = model(X, state)
-            l = loss(py, y).mean()
-        l.backward()
-        norm = grad_clipping(model, math.inf if theta is None else theta)
-        norm = float(norm)
-        lval = float(l)
-        if on_step is not None:
-            on_step(lval, norm)
-        if not (math.isfinite(lval) and math.isfinite(norm)):
-            return math.inf, metric[1] / timer.stop(), False
-        updater(batch_size=1)
-        metric.add(lval * y.size, y.size)
-    if metric[1] == 0:
-        raise ValueError('train_iter yielded no minibatch: the text is too short '
-                         'for this batch_size and num_steps.')
-    return _exp(metric[0] / metric[1]), metric[1] / timer.stop(), True
-
-
-def _exp(x):
-    """exp(x), or inf where it would overflow (a perplexity far beyond any use)."""
-    return math.exp(x) if x < 709 else math.inf
-
-
 def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
               theta=1, valid_corpus=None, eval_every=1, eval_batch_size=32,
               eval_num_steps=35, on_epoch=None):
     """Train a scratch model (anything with ``.params``) with SGD and record everything.
 
+    Each epoch is a ``train_epoch`` (state detached between minibatches).
     Returns a dict of lists:
 
     * ``epoch``, ``train_ppl``: training perplexity after each epoch;
@@ -135,13 +193,13 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
     record = dict(epoch=[], train_ppl=[], step_loss=[], step_norm=[],
                   valid_epoch=[], valid_ppl=[], diverged_at_step=None, tokens_per_sec=None)
 
-    def on_step(lval, norm):
+    def on_step(lval, norm, seconds):
         record['step_loss'].append(lval)
         record['step_norm'].append(norm)
 
     for epoch in range(1, num_epochs + 1):
         ppl, speed, finite = train_epoch(model, train_iter, loss, updater, ctx,
-                                         use_random_iter, theta, on_step)
+                                         use_random_iter, theta=theta, on_step=on_step)
         record['tokens_per_sec'] = speed
         if not finite:
             record['diverged_at_step'] = len(record['step_loss'])
@@ -156,60 +214,23 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
     return record
 
 
-# ---------------------------------------------------------------------------
-# Exercises 1, 3, 5 and 7: one-hot versus lookup, sampling statistics,
-# carrying the state without detaching, and means of the probabilities.
-# ---------------------------------------------------------------------------
-import collections as _collections
-import re as _re
+def rnn_relu(inputs, state, params):
+    """The forward function of ``d2lrnn.rnn`` with ReLU in place of tanh (exercise 6).
 
-import numpy as _onp
-from mxnet import npx as _npx
-
-from .data import check_positive as _check_positive
-from .model import RNNModelScratch as _RNNModelScratch
-
-
-def rnn_lookup(inputs, state, params):
-    """``d2lrnn.rnn`` fed with token ids instead of one-hot vectors (exercise 1).
-
-    `inputs` holds ids, shaped (num_steps, batch_size). Step t reads the rows
-    of ``W_xh`` that the ids name (``np.take``), which is what the product of
-    a one-hot matrix with ``W_xh`` computes. Everything else is ``rnn``.
+    ``H_t = max(0, X_t W_xh + H_{t-1} W_hh + b_h)``: the hidden state is no
+    longer confined to (-1, 1); it is non-negative and unbounded above.
+    Same arguments and results as ``rnn``.
     """
     W_xh, W_hh, b_h, W_hq, b_q = params
-    if inputs.ndim != 2:
-        raise ValueError(f'inputs must be token ids shaped (num_steps, batch_size), '
-                         f'got shape {inputs.shape}.')
     H, = state
     outputs = []
-    for ids in inputs:  # ids: (batch_size,)
-        X_W = np.take(W_xh, ids.astype('int32'), axis=0)  # (batch_size, num_hiddens)
-        H = np.tanh(X_W + np.dot(H, W_hh) + b_h)
+    for X in inputs:  # X: (batch_size, vocab_size)
+        H = np.maximum(np.dot(X, W_xh) + np.dot(H, W_hh) + b_h, 0)
         outputs.append(np.dot(H, W_hq) + b_q)
     return np.concatenate(outputs, axis=0), (H,)
 
 
-class LookupRNNScratch(_RNNModelScratch):
-    """``RNNModelScratch`` without the one-hot step: the forward function gets ids.
-
-    Same parameters (made by `get_params`), same state, same outputs; only the
-    input side differs: ``forward(X.T, state, params)`` with X the
-    (batch_size, num_steps) ids, no ``npx.one_hot``.
-    """
-
-    def __init__(self, vocab_size, num_hiddens, ctx, get_params, init_state,
-                 forward=rnn_lookup):
-        super().__init__(vocab_size, num_hiddens, ctx, get_params, init_state, forward)
-
-    def __call__(self, X, state):
-        if X.ndim != 2:
-            raise ValueError(f'X must be token ids shaped (batch_size, num_steps), got shape {X.shape}.')
-        if X.size and (float(X.min()) < 0 or float(X.max()) >= self.vocab_size):
-            raise ValueError(f'token ids must lie in [0, {self.vocab_size}), '
-                             f'got ids from {float(X.min())} to {float(X.max())}.')
-        return self.forward_fn(X.T, state, self.params)
-
+# Exercise 3: statistics of sampled text ----------------------------------------------------
 
 def sharpen(p, alpha):
     """q ∝ p**alpha, renormalised over the last axis (exercise 3), as a NumPy float64 array.
@@ -220,13 +241,13 @@ def sharpen(p, alpha):
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < float('inf'):
         raise ValueError(f'alpha must be a finite number > 0, got {alpha!r}.')
-    p = _onp.asarray(p, dtype='float64')
-    if p.size == 0 or (p < 0).any() or not _onp.isfinite(p).all() or (p.sum(axis=-1) <= 0).any():
+    p = onp.asarray(p, dtype='float64')
+    if p.size == 0 or (p < 0).any() or not onp.isfinite(p).all() or (p.sum(axis=-1) <= 0).any():
         raise ValueError('p must hold non-negative finite probabilities with a positive sum.')
-    with _onp.errstate(divide='ignore'):
-        logq = alpha * _onp.log(p)
+    with onp.errstate(divide='ignore'):
+        logq = alpha * onp.log(p)
     logq -= logq.max(axis=-1, keepdims=True)
-    q = _onp.exp(logq)
+    q = onp.exp(logq)
     return q / q.sum(axis=-1, keepdims=True)
 
 
@@ -245,15 +266,15 @@ def char_entropy(tokens):
         raise ValueError(f'tokens must be a string or a list of tokens, got {type(tokens).__name__}.')
     if not tokens:
         raise ValueError('there are no tokens: an empty sequence has no entropy.')
-    counts = _onp.array(list(_collections.Counter(tokens).values()), dtype='float64')
+    counts = onp.array(list(collections.Counter(tokens).values()), dtype='float64')
     f = counts / counts.sum()
-    return float(-(f * _onp.log2(f)).sum())
+    return float(-(f * onp.log2(f)).sum())
 
 
 def split_tokens(text):
     """The character tokens of a generated `text`: ``'<unk>'`` counts as one token."""
     _check_text(text)
-    return _re.findall('<unk>|.', text, flags=_re.DOTALL)
+    return re.findall('<unk>|.', text, flags=re.DOTALL)
 
 
 def book_words(lines):
@@ -276,7 +297,7 @@ def word_fraction(text, words):
     _check_text(text)
     if not isinstance(words, (set, frozenset)) or not words:
         raise ValueError('words must be a non-empty set of words.')
-    tokens = _re.findall('[a-z]+', text.replace('<unk>', ' '))[1:-1]
+    tokens = re.findall('[a-z]+', text.replace('<unk>', ' '))[1:-1]
     if not tokens:
         raise ValueError(f'{text[:40]!r} is too short: it has no whole word between '
                          'its first and last ones.')
@@ -286,56 +307,14 @@ def word_fraction(text, words):
 def distinct_ngram_fraction(text, n):
     """Distinct character n-grams of `text` over all of its n-grams: low means it repeats itself."""
     _check_text(text)
-    _check_positive(n=n)
+    check_positive(n=n)
     grams = [text[i:i + n] for i in range(len(text) - n + 1)]
     if not grams:
         raise ValueError(f'text of {len(text)} characters has no {n}-gram.')
     return len(set(grams)) / len(grams)
 
 
-STATE_MODES = ('detach', 'keep', 'retain')
-
-
-def train_epoch_state(model, train_iter, loss, updater, ctx, mode='detach'):
-    """One epoch of sequential training with a choice of what happens to the state (exercise 5).
-
-    * ``'detach'``: ``state = tuple(s.detach() for s in state)``, as in
-      ``train_epoch_ch8``;
-    * ``'keep'``: the state is passed on untouched (the original's
-      ``for s in state: s.detach()`` discards the detached copies, so it
-      amounts to this);
-    * ``'retain'``: passed on untouched and ``backward(retain_graph=True)``,
-      so the graphs of earlier minibatches stay alive and the gradient of
-      each minibatch flows back through all earlier minibatches of the epoch.
-
-    Clipping at 1 and the update as in ``train_epoch_ch8``. Returns
-    ``(perplexity, tokens per second, seconds of each minibatch)``.
-    """
-    if mode not in STATE_MODES:
-        raise ValueError(f'mode must be one of {STATE_MODES}, got {mode!r}.')
-    state, metric, step_times = None, Accumulator(2), []
-    timer = Timer()
-    for X, Y in train_iter:
-        step = Timer()
-        if state is None:
-            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
-        elif mode == 'detach':
-            state = tuple(s.detach() for s in state)
-        y = Y.T.reshape(-1)
-        X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
-        with autograd.record():
-            py, state = model(X, state)
-            l = loss(py, y).mean()
-        l.backward(retain_graph=(mode == 'retain'))
-        grad_clipping(model, 1)
-        updater(batch_size=1)
-        metric.add(l * y.size, y.size)  # float(l) waits for the step to finish
-        step_times.append(step.stop())
-    if metric[1] == 0:
-        raise ValueError('train_iter yielded no minibatch: the text is too short '
-                         'for this batch_size and num_steps.')
-    return math.exp(metric[0] / metric[1]), metric[1] / timer.stop(), step_times
-
+# Exercise 7: the probabilities of the actual next tokens and their means ------------------
 
 def target_probabilities(model, corpus, batch_size, num_steps, ctx):
     """The probability the model gives to each actual next token of `corpus` (exercise 7).
@@ -351,16 +330,16 @@ def target_probabilities(model, corpus, batch_size, num_steps, ctx):
             state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
         y = Y.T.reshape(-1).as_in_ctx(ctx)
         py, state = model(X.as_in_ctx(ctx), state)
-        p = _npx.softmax(py.astype('float64'))
-        probs.append(p.asnumpy()[_onp.arange(y.size), y.asnumpy().astype('int64')])
-    return _onp.concatenate(probs)
+        p = npx.softmax(py.astype('float64'))
+        probs.append(p.asnumpy()[onp.arange(y.size), y.asnumpy().astype('int64')])
+    return onp.concatenate(probs)
 
 
 def means(p):
     """Arithmetic, geometric and harmonic mean of positive numbers `p`, in float64 (exercise 7)."""
-    p = _onp.asarray(p, dtype='float64').ravel()
-    if p.size == 0 or not _onp.isfinite(p).all() or (p <= 0).any():
+    p = onp.asarray(p, dtype='float64').ravel()
+    if p.size == 0 or not onp.isfinite(p).all() or (p <= 0).any():
         raise ValueError('p must be a non-empty array of positive finite numbers.')
     return {'arithmetic': float(p.mean()),
-            'geometric': float(_onp.exp(_onp.log(p).mean())),
+            'geometric': float(onp.exp(onp.log(p).mean())),
             'harmonic': float(1 / (1 / p).mean())}

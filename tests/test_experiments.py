@@ -1,9 +1,9 @@
-"""d2lrnn.experiments, the parts for exercises 2, 4 and 6: train_run, rnn_relu."""
+"""d2lrnn.experiments, the parts for exercises 2, 4 and 6: train_epoch, train_run, rnn_relu."""
 import math
 import random
 
 import pytest
-from mxnet import np, npx
+from mxnet import gluon, np, npx
 
 import d2lrnn
 from d2lrnn import experiments as E
@@ -47,6 +47,32 @@ def test_train_run_records_every_step():
     assert rec['valid_epoch'] == [2, 3] and all(p > 1 for p in rec['valid_ppl'])
     assert len(rec['step_norm']) == len(rec['step_loss']) >= 3 * 10
     assert rec['diverged_at_step'] is None and rec['tokens_per_sec'] > 0
+
+
+def test_train_epoch_by_default_trains_like_train_epoch_ch8():
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    models, ppls, steps = [], [], []
+    for ch8 in (True, False):
+        model, data, _ = tiny()
+
+        def updater(batch_size, model=model):
+            d2lrnn.sgd(model.params, 1.0, batch_size)
+
+        random.seed(1)
+        if ch8:
+            ppl, _ = d2lrnn.train_epoch_ch8(model, data, loss, updater, CTX, False)
+        else:
+            ppl, _, finite = E.train_epoch(model, data, loss, updater, CTX,
+                                           on_step=lambda *step: steps.append(step))
+            assert finite
+        models.append(model)
+        ppls.append(ppl)
+    for a, b in zip(models[0].params, models[1].params):
+        assert bool((a == b).all())
+    assert math.isclose(ppls[0], ppls[1], rel_tol=1e-6)  # the loss sum is kept in float64
+    assert len(steps) >= 10 and all(len(s) == 3 and all(isinstance(x, float) for x in s)
+                                    for s in steps)
+    assert all(seconds > 0 for _, _, seconds in steps)
 
 
 def test_no_clipping_is_identical_while_the_norm_stays_below_theta():

@@ -130,11 +130,14 @@ def _epoch(mode):
         d2lrnn.sgd(model.params, 1, batch_size)
 
     random.seed(1)
-    ppl, speed, steps = ex.train_epoch_state(model, loader, loss, updater, CTX, mode)
+    steps = []
+    ppl, speed, finite = ex.train_epoch(model, loader, loss, updater, CTX, state_mode=mode,
+                                        on_step=lambda l, norm, seconds: steps.append(seconds))
+    assert finite
     return ppl, speed, steps, model
 
 
-def test_train_epoch_state_keep_equals_detach_and_retain_differs():
+def test_train_epoch_state_modes_keep_equals_detach_and_retain_differs():
     ppl_d, speed, steps, model_d = _epoch('detach')
     ppl_k, _, _, model_k = _epoch('keep')
     ppl_r, _, _, model_r = _epoch('retain')
@@ -146,9 +149,9 @@ def test_train_epoch_state_keep_equals_detach_and_retain_differs():
     assert abs(ppl_r / ppl_d - 1) < 0.05
 
 
-def test_train_epoch_state_rejects_unknown_mode():
-    with pytest.raises(ValueError, match='mode must be one of'):
-        ex.train_epoch_state(None, [], None, None, CTX, 'cut')
+def test_train_epoch_rejects_unknown_state_mode():
+    with pytest.raises(ValueError, match='state_mode must be one of'):
+        ex.train_epoch(None, [], None, None, CTX, state_mode='cut')
 
 
 # Exercise 7 ---------------------------------------------------------------
