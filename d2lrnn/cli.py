@@ -538,37 +538,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f'{PROG}: error: {message} (see `{self.prog} --help`)\n')
 
 
-def positive_int(text):
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text!r}')
-    return value
+def number_type(convert, accept, wanted):
+    """An argparse type: `convert` the text, then insist that `accept(value)` holds."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f'must be {wanted}, got {text!r}')
+        return value
+    return parse
 
 
-def positive_float(text):
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f'must be a positive number, got {text!r}')
-    return value
-
-
-def seed_int(text):
-    """argparse type: a seed that both Python and MXNet accept."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f'must be an integer from 0 to 2**32 - 1, got {text!r}')
-    return value
+positive_int = number_type(int, lambda v: v > 0, 'a positive integer')
+positive_float = number_type(float, lambda v: 0 < v < math.inf, 'a positive number')
+# A seed that both Python's random and MXNet accept.
+seed_int = number_type(int, lambda v: 0 <= v < 2 ** 32, 'an integer from 0 to 2**32 - 1')
 
 
 def max_tokens_int(text):
