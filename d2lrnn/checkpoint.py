@@ -98,11 +98,15 @@ def _write_params(directory, params):
     os.close(fd)
     try:
         npx.save(tmp, {name: _as_mx(params[name]) for name in PARAM_NAMES})
-        data = Path(tmp).read_bytes()
-    finally:
-        os.unlink(tmp)
-    entry = _entry('params', data)
-    _write_atomic(directory, entry['name'], data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        with open(tmp, 'rb+') as f:  # hash what was written, then put it on disk
+            entry = _entry('params', f.read())
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, directory / entry['name'])
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_directory(directory)  # and the rename itself is on disk
     return entry
 
 
@@ -168,9 +172,13 @@ def load(directory):
     directory = Path(directory)
     manifest = _read_manifest(directory)
     data = {role: _read_checked(directory, manifest['files'], role) for role in ROLES}
-    vocab = Vocab.from_state(_parse_json(directory, 'vocab', data['vocab']))
+    vocab = _parse_vocab(directory, _parse_json(directory, 'vocab', data['vocab']))
     config = _parse_json(directory, 'config', data['config'])
     progress = _parse_json(directory, 'progress', data['progress'])
+    for role, obj in (('config', config), ('progress', progress)):
+        if not isinstance(obj, dict):
+            raise _damaged(directory, f'its {role} file holds a {type(obj).__name__}, '
+                                      'not an object')
     params = _parse_params(directory, data['params'])
     _check_shapes(directory, params, len(vocab), config)
     return Checkpoint(params, vocab, config, progress)
@@ -235,6 +243,25 @@ def _parse_json(directory, role, data):
         return json.loads(data.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as e:
         raise _damaged(directory, f'its {role} file is not valid JSON: {e}') from None
+
+
+def _parse_vocab(directory, state):
+    """The vocabulary of ``Vocab.state()``'s JSON, after checking that it is one."""
+    if not (isinstance(state, dict) and isinstance(state.get('idx_to_token'), list)
+            and state['idx_to_token']
+            and all(isinstance(t, str) for t in state['idx_to_token'])
+            and len(set(state['idx_to_token'])) == len(state['idx_to_token'])
+            and isinstance(state.get('token_freqs'), list)
+            and all(isinstance(pair, list) and len(pair) == 2 for pair in state['token_freqs'])
+            and all(isinstance(state.get(key, 0), int) and not isinstance(state.get(key), bool)
+                    and 0 <= state.get(key, 0) < len(state['idx_to_token'])
+                    for key in ('unk', 'pad', 'bos', 'eos'))
+            and 'unk' in state):
+        raise _damaged(directory, 'its vocab file does not hold a vocabulary')
+    try:
+        return Vocab.from_state(state)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise _damaged(directory, f'its vocab file does not hold a vocabulary: {e}') from None
 
 
 def _parse_params(directory, data):

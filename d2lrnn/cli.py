@@ -32,8 +32,9 @@ import mxnet as mx
 from mxnet import gluon, np, npx
 
 from . import checkpoint as ckpt
-from .data import TIME_MACHINE, SeqDataLoader, load_corpus_time_machine, read_time_machine
-from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
+from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, SeqDataLoader, Vocab, check_corpus_length,
+                   check_sha1, preprocess_lines, tokenize)
+from .evaluate import evaluate_perplexity, seq_data_iter_eval
 from .fast import FastRNNScratch
 from .predict import predict_ch8
 from .train import sgd, train_epoch_ch8
@@ -104,23 +105,34 @@ def choose_ctx(device):
 
 # ---------------------------------------------------------------- texts
 
-def read_lines(path):
-    """The lines of a text as section 8.3 reads them: The Time Machine if `path` is None."""
+def load_text(path):
+    """(lines as section 8.3 reads them, SHA-256 of the bytes) of a text, read once.
+
+    `path` None is The Time Machine, checked against its SHA-1 first. Another
+    text must be a readable UTF-8 file holding some letters a-z.
+    """
     if path is None:
         try:
-            return read_time_machine()  # checks the bundled file's SHA-1
+            check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
+            raw = TIME_MACHINE.read_bytes()
         except (OSError, ValueError) as e:
             raise CLIError(str(e)) from None
-    check_utf8_file(path)
-    lines = read_time_machine(path)
+        return preprocess_lines(decode_text(raw)), hashlib.sha256(raw).hexdigest()
+    raw = read_utf8_bytes(path)
+    lines = preprocess_lines(decode_text(raw))
     if not any(line.strip() for line in lines):
         raise CLIError(f'{path} holds no letters a-z: nothing to learn from or score; '
                        'give an English text.')
-    return lines
+    return lines, hashlib.sha256(raw).hexdigest()
 
 
-def check_utf8_file(path):
-    """Refuse a path that is not a readable UTF-8 file, saying why.
+def decode_text(raw):
+    """The text of UTF-8 bytes, with '\r\n' and '\r' as '\n' (as text mode reads them)."""
+    return raw.decode('utf-8').replace('\r\n', '\n').replace('\r', '\n')
+
+
+def read_utf8_bytes(path):
+    """The bytes of a readable UTF-8 file; refuse anything else, saying why.
 
     (The package's reader turns bytes that are not UTF-8 into spaces; here a
     wrong encoding is more likely a mistake than a stray byte, so it is refused.)
@@ -139,11 +151,7 @@ def check_utf8_file(path):
     except UnicodeDecodeError as e:
         raise CLIError(f'{path} is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x}); '
                        'convert it, for example with `iconv -t UTF-8`.') from None
-
-
-def text_sha256(path):
-    """SHA-256 of a text file's bytes (The Time Machine's if `path` is None)."""
-    return hashlib.sha256(Path(path or TIME_MACHINE).read_bytes()).hexdigest()
+    return raw
 
 
 def describe_text(path):
@@ -151,18 +159,23 @@ def describe_text(path):
     return 'The Time Machine' if path is None else str(path)
 
 
-def load_training_corpus(config):
-    """Character ids and vocabulary of the configured text, the section's way (D2L 8.3)."""
-    read_lines(config['text'])  # a clear error for a bad file before anything else
-    return load_corpus_time_machine(config['max_tokens'], config['text'])
+def training_corpus(lines, max_tokens):
+    """Character ids and vocabulary of the text's lines, as ``load_corpus_time_machine``
+    builds them (D2L 8.3): the vocabulary from the whole text, then the first `max_tokens`."""
+    tokens = tokenize(lines, 'char')
+    vocab = Vocab(tokens)
+    corpus = [vocab[tk] for line in tokens for tk in line]
+    return (corpus[:max_tokens] if max_tokens > 0 else corpus), vocab
 
 
 def corpus_in_vocab(path, vocab, max_tokens):
-    """Ids of the text at `path` in a given vocabulary, and the characters it lacks."""
-    chars = [c for line in read_lines(path) for c in line]
+    """Ids of (the first `max_tokens` characters of) the text at `path` in a given
+    vocabulary, and the characters among those that it lacks."""
+    chars = [c for line in load_text(path)[0] for c in line]
+    if max_tokens > 0:
+        chars = chars[:max_tokens]
     unknown = sorted(set(chars) - set(vocab.token_to_idx))
-    corpus = vocab[chars]
-    return (corpus[:max_tokens] if max_tokens > 0 else corpus), unknown
+    return vocab[chars], unknown
 
 
 def eval_batches(corpus, batch_size, num_steps):
@@ -193,15 +206,16 @@ def read_prefix(prefix, vocab):
 # ---------------------------------------------------------------- train: setup
 
 def train_config(args, checkpoint):
-    """The run's configuration: the options over the defaults, or the checkpoint's if resuming."""
+    """(The run's configuration, the lines of its text): the options over the defaults, or
+    the checkpoint's if resuming."""
     given = {opt: getattr(args, opt) for opt in OPTION_KEYS if getattr(args, opt) is not None}
     config = {OPTION_KEYS[opt]: value for opt, value in given.items()}
     if 'iter' in given:
         config['use_random_iter'] = given['iter'] == 'random'
     if checkpoint is None:
-        sha256 = checked_text_sha256(args.text)  # errors name the path as it was given
+        lines, sha256 = load_text(args.text)  # errors name the path as it was given
         text = None if args.text is None else str(Path(args.text).resolve())
-        return {**DEFAULTS, **config, 'text': text, 'text_sha256': sha256}
+        return {**DEFAULTS, **config, 'text': text, 'text_sha256': sha256}, lines
     saved = dict(checkpoint.config)
     check_resumable(saved, checkpoint.progress, args.out)
     for opt, value in given.items():
@@ -212,9 +226,9 @@ def train_config(args, checkpoint):
                            f'resumed run keeps its settings: leave {flag} out, or start '
                            'afresh with --force.')
     saved['num_epochs'] = config.get('num_epochs', saved['num_epochs'])
-    check_resumed_text(args, saved)
+    lines = resumed_text(args, saved)
     check_epochs_left(saved, checkpoint.progress.get('epoch'))
-    return saved
+    return saved, lines
 
 
 def check_resumable(config, progress, out):
@@ -229,14 +243,22 @@ def check_resumable(config, progress, out):
                        'start afresh with --force.')
 
 
-def check_resumed_text(args, config):
-    """A resumed run must read exactly the text it started on."""
-    if args.text is not None and checked_text_sha256(args.text) != config['text_sha256']:
-        raise CLIError(f'{args.text} is not the text this checkpoint was trained on '
-                       f'({describe_text(config["text"])}); leave --text out to use that one.')
-    if checked_text_sha256(config['text']) != config['text_sha256']:
+def resumed_text(args, config):
+    """The lines of the text a resumed run started on, which must read exactly as then."""
+    given = None
+    if args.text is not None:
+        given = load_text(args.text)
+        if given[1] != config['text_sha256']:
+            raise CLIError(f'{args.text} is not the text this checkpoint was trained on '
+                           f'({describe_text(config["text"])}); leave --text out to use '
+                           'that one.')
+    same_file = (given is not None and config['text'] is not None
+                 and Path(args.text).resolve() == Path(config['text']))
+    lines, sha256 = given if same_file else load_text(config['text'])
+    if sha256 != config['text_sha256']:
         raise CLIError(f'{describe_text(config["text"])} has changed since the checkpoint was '
                        'written; restore it, or start afresh with --force.')
+    return lines
 
 
 def check_epochs_left(config, done):
@@ -244,12 +266,6 @@ def check_epochs_left(config, done):
     if config['num_epochs'] < done:
         raise CLIError(f'--epochs {config["num_epochs"]}, but the checkpoint has done {done} '
                        'epochs already; give a larger --epochs.')
-
-
-def checked_text_sha256(path):
-    """SHA-256 of the text's bytes, after the usual clear error if it is missing or no text."""
-    read_lines(path)
-    return text_sha256(path)
 
 
 def check_out_dir(out, args):
@@ -278,21 +294,22 @@ def split_for_validation(corpus, config):
     """(training ids, validation ids or None) after checking both are long enough."""
     fraction, steps, batch = config['val_fraction'], config['num_steps'], config['batch_size']
     train, valid = corpus, None
-    if fraction > 0:
-        try:
-            train, valid = split_corpus(corpus, 1 - fraction)
-        except ValueError:
-            valid = []
-        if len(valid) < steps + 1:
-            raise CLIError(f'--val-fraction {fraction} leaves {len(valid)} of {len(corpus)} '
-                           f'characters for validation, fewer than --num-steps + 1 = '
-                           f'{steps + 1}; raise --val-fraction or --max-tokens.')
-    needed = (batch + 1) * steps + 1  # the worst random offset drops num_steps tokens
-    if len(train) < needed:
+    if fraction > 0:  # the last `fraction` of the ids, as evaluate.split_corpus cuts them
+        cut = int(len(corpus) * (1 - fraction))
+        train, valid = corpus[:cut], corpus[cut:]
+    try:
+        check_corpus_length(train, batch, steps)
+    except ValueError as e:
+        needed = re.search(r'at least (\d+)', str(e))
+        at_least = f' (at least {needed.group(1)} are needed)' if needed else ''
         raise CLIError(f'{len(train)} characters to train on are too few for one minibatch of '
-                       f'--batch-size {batch} x --num-steps {steps} (at least {needed} are '
-                       'needed); use a longer text, a larger --max-tokens, or smaller '
-                       '--batch-size and --num-steps.')
+                       f'--batch-size {batch} x --num-steps {steps}{at_least}; use a longer '
+                       'text, a larger --max-tokens, or smaller --batch-size and '
+                       '--num-steps.') from None
+    if valid is not None and len(valid) < steps + 1:
+        raise CLIError(f'--val-fraction {fraction} leaves {len(valid)} of {len(corpus)} '
+                       f'characters for validation, fewer than --num-steps + 1 = '
+                       f'{steps + 1}; raise --val-fraction or --max-tokens.')
     return train, valid
 
 
@@ -322,6 +339,7 @@ class Snapshot:
         self.params = get_params_copy(model)
         self.rng = rng_state_to_json(random.getstate())
         self.history = [dict(h) for h in history]
+        self.written = False  # set once save_snapshot has written it
 
     def checkpoint(self, vocab, config):
         progress = {'epoch': self.epoch, 'python_random': self.rng, 'history': self.history}
@@ -346,6 +364,7 @@ def save_snapshot(out, snapshot, vocab, config):
     try:
         with sigint_deferred():
             ckpt.save(out, snapshot.checkpoint(vocab, config))
+            snapshot.written = True  # before a deferred Ctrl-C is raised
     except OSError as e:
         raise CLIError(f'cannot write the checkpoint to {out} ({e.strerror}); '
                        'the previous one is kept.') from None
@@ -374,7 +393,7 @@ class Run:
         self.model, self.vocab, self.config, self.ctx = model, vocab, config, ctx
         self.out, self.every = out, every
         self.train_iter = SeqDataLoader(config['batch_size'], config['num_steps'],
-                                        config['use_random_iter'], config['max_tokens'],
+                                        config['use_random_iter'], -1,  # train is cut already
                                         corpus=train, vocab=vocab)
         self.valid = (None if valid is None else
                       eval_batches(valid, config['batch_size'], config['num_steps']))
@@ -411,7 +430,7 @@ class Run:
                     saved = epoch
         except KeyboardInterrupt:
             bar.close()
-            if saved != snapshot.epoch:
+            if saved != snapshot.epoch and not snapshot.written:
                 save_snapshot(self.out, snapshot, self.vocab, self.config)
             raise Interrupted(f'interrupted: saved epoch {snapshot.epoch} in {self.out}; '
                               f'continue with `d2lrnn train --out {self.out} --resume`.') from None
@@ -424,9 +443,9 @@ def cmd_train(args):
     out = Path(args.out)
     check_out_dir(out, args)
     checkpoint = ckpt.load(out) if args.resume else None
-    config = train_config(args, checkpoint)
+    config, lines = train_config(args, checkpoint)
     ctx = choose_ctx(args.device)
-    corpus, vocab = load_training_corpus(config)
+    corpus, vocab = training_corpus(lines, config['max_tokens'])
     train, valid = split_for_validation(corpus, config)
     ensure_writable(out)
     if checkpoint is None:

@@ -23,8 +23,8 @@ import pytest
 
 from d2lrnn import checkpoint as ckpt
 from d2lrnn import cli
-from d2lrnn.data import TIME_MACHINE, Vocab, tokenize
-from d2lrnn.evaluate import evaluate_perplexity
+from d2lrnn.data import TIME_MACHINE, Vocab, load_corpus_time_machine, read_time_machine, tokenize
+from d2lrnn.evaluate import evaluate_perplexity, seq_data_iter_eval
 from d2lrnn.predict import predict_ch8
 
 TINY = ['--max-tokens', '2000', '--hidden', '32', '--batch-size', '8', '--num-steps', '10',
@@ -153,9 +153,19 @@ def test_evaluate_scores_a_text_deterministically(trained):
     # The same number computed here, from the checkpoint, the section's way.
     saved = ckpt.load(out)
     model = cli.model_from_checkpoint(saved, cli.npx.cpu())
-    corpus, unknown = cli.corpus_in_vocab(TIME_MACHINE, saved.vocab, 3000)
-    ppl = evaluate_perplexity(model, cli.eval_batches(corpus, 8, 10), cli.npx.cpu())
-    assert unknown == [] and match.group(1) == f'{ppl:.2f}'
+    corpus, vocab = load_corpus_time_machine(3000)
+    assert vocab.idx_to_token == saved.vocab.idx_to_token
+    ppl = evaluate_perplexity(model, seq_data_iter_eval(corpus, 8, 10), cli.npx.cpu())
+    assert match.group(1) == f'{ppl:.2f}'
+
+
+def test_load_text_reads_as_the_package_does(tmp_path):
+    lines, sha256 = cli.load_text(None)
+    assert lines == read_time_machine()
+    assert sha256 == hashlib.sha256(TIME_MACHINE.read_bytes()).hexdigest()
+    text = write(tmp_path / 'crlf.txt', 'The Time\r\nMachine, by H. G. Wells\rend\n')
+    assert cli.load_text(text) == (read_time_machine(text),
+                                   hashlib.sha256(text.read_bytes()).hexdigest())
 
 
 # ---------------------------------------------------------------- resume, Ctrl-C, kill -9
@@ -406,6 +416,14 @@ def test_train_refuses_a_validation_part_too_short(capsys, good):
                    'characters for validation', good)
 
 
+def test_train_refuses_a_training_part_too_short(capsys, good):
+    # The training part is the empty one here: the message must say so.
+    assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--max-tokens', 5,
+                            '--val-fraction', 0.9],
+                   '0 characters to train on are too few for one minibatch of --batch-size 8 '
+                   'x --num-steps 10 (at least 91 are needed)', good)
+
+
 def test_train_refuses_a_gpu_that_is_not_there(capsys, good):
     if cli.npx.num_gpus() > 0:
         pytest.skip('this machine has a GPU')
@@ -459,6 +477,32 @@ def rewrite_manifest(directory, change):
     manifest = json.loads(manifest_path.read_text())
     change(manifest)
     manifest_path.write_text(json.dumps(manifest))
+
+
+def rewrite_role(directory, role, obj):
+    """Replace one file of a checkpoint by `obj` as JSON, with a manifest that agrees."""
+    data = json.dumps(obj).encode('utf-8')
+    entry = ckpt._entry(role, data)
+    (directory / entry['name']).write_bytes(data)
+    rewrite_manifest(directory, lambda m: m['files'].update({role: entry}))
+
+
+@pytest.mark.parametrize('role, obj, message', [
+    ('vocab', [], 'its vocab file does not hold a vocabulary'),
+    ('vocab', {'idx_to_token': 'abc', 'token_freqs': [], 'unk': 0},
+     'its vocab file does not hold a vocabulary'),
+    ('vocab', {'idx_to_token': ['<unk>', 'a'], 'token_freqs': [], 'unk': 5},
+     'its vocab file does not hold a vocabulary'),
+    ('progress', [], 'its progress file holds a list, not an object'),
+    ('config', 'big', 'its config file holds a str, not an object'),
+])
+@pytest.mark.parametrize('command', ['generate', 'resume'])
+def test_a_consistent_checkpoint_of_the_wrong_structure_is_refused(capsys, good, role, obj,
+                                                                   message, command):
+    rewrite_role(good, role, obj)
+    args = {'generate': ['generate', '--checkpoint', good, '--prefix', 'the'],
+            'resume': ['train', '--out', good, '--resume', '--epochs', 8]}[command]
+    assert_refused(capsys, args, (f'the checkpoint in {good} is damaged (', message), good)
 
 
 def test_another_format_version_is_refused(capsys, good):
@@ -529,6 +573,17 @@ def test_evaluate_warns_about_characters_outside_the_vocabulary(capsys, abc_chec
     assert code == 0 and out.startswith('perplexity ')
     assert err == (f'd2lrnn: warning: {text} has characters the model never saw, '
                    "scored as <unk>: 'xyz'\n")
+
+
+def test_evaluate_warns_only_about_the_characters_it_scores(capsys, abc_checkpoint, tmp_path):
+    text = write(tmp_path / 'text.txt', 'abc cab bca abc xyz\n')
+    code, out, err = run_main(capsys, 'evaluate', '--checkpoint', abc_checkpoint,
+                              '--text', text, '--max-tokens', 15, '--device', 'cpu')
+    assert code == 0 and err == '' and out.startswith('perplexity ')
+    assert f'on 15 characters of {text}' in out
+    code, out, err = run_main(capsys, 'evaluate', '--checkpoint', abc_checkpoint,
+                              '--text', text, '--max-tokens', 17, '--device', 'cpu')
+    assert code == 0 and err.endswith("scored as <unk>: 'x'\n")
 
 
 @pytest.mark.parametrize('data, message', [
