@@ -538,6 +538,10 @@ def cmd_evaluate(args):
     max_tokens = -1 if args.max_tokens is None else args.max_tokens
     corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab, max_tokens)
     config = checkpoint.config
+    if not all(isinstance(config.get(key), int) and not isinstance(config.get(key), bool)
+               and config[key] > 0 for key in ('batch_size', 'num_steps')):
+        raise CLIError(f'the checkpoint in {args.checkpoint} has no valid batch_size and '
+                       'num_steps in its config, which scoring needs; train again.')
     data = eval_batches(corpus, config['batch_size'], config['num_steps'])
     if unknown:
         print(f'{PROG}: warning: {args.text} has characters the model never saw, scored as '

@@ -240,6 +240,24 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_stops(tmp_path):
     assert_same_run(ckpt.load(whole), saved)
 
 
+def test_ctrl_c_during_a_save_writes_that_checkpoint_once(capsys, tmp_path, monkeypatch):
+    saves, save = [], ckpt.save
+
+    def save_then_ctrl_c(directory, checkpoint):
+        save(directory, checkpoint)
+        saves.append(checkpoint.progress['epoch'])
+        os.kill(os.getpid(), signal.SIGINT)  # held back until the save is over
+
+    monkeypatch.setattr(ckpt, 'save', save_then_ctrl_c)
+    out = tmp_path / 'run'
+    code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 3, '--checkpoint-every', 1,
+                            '--out', out)
+    assert code == 130 and saves == [1], err
+    assert err.endswith(f'd2lrnn: interrupted: saved epoch 1 in {out}; continue with '
+                        f'`d2lrnn train --out {out} --resume`.\n')
+    assert ckpt.load(out).progress['epoch'] == 1
+
+
 def wait_for_file(path, timeout=60):
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -594,3 +612,12 @@ def test_evaluate_refuses_a_bad_text(capsys, abc_checkpoint, tmp_path, data, mes
     text = write(tmp_path / 'text.txt', data)
     assert_refused(capsys, ['evaluate', '--checkpoint', abc_checkpoint, '--text', text],
                    message, abc_checkpoint)
+
+
+def test_evaluate_refuses_a_config_without_its_minibatch_shape(capsys, abc_checkpoint, tmp_path):
+    saved = ckpt.load(abc_checkpoint)
+    del saved.config['batch_size']
+    ckpt.save(abc_checkpoint, saved)
+    text = write(tmp_path / 'text.txt', 'abc cab bca abc\n')
+    assert_refused(capsys, ['evaluate', '--checkpoint', abc_checkpoint, '--text', text],
+                   'has no valid batch_size and num_steps in its config', abc_checkpoint)
