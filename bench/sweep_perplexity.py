@@ -25,8 +25,8 @@ from mxnet import np, npx
 
 import d2lrnn
 from d2lrnn import corpora
-from d2lrnn.evaluate import seq_data_iter_eval, split_corpus
-from d2lrnn.experiments import held_out_perplexity, train_run
+from d2lrnn.evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
+from d2lrnn.experiments import train_run
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / 'results' / 'sweep_perplexity.json'
@@ -113,7 +113,7 @@ def load_params(model, path):
 
 
 def score(model, ids, ctx):
-    return held_out_perplexity(model, seq_data_iter_eval(ids, EVAL_BATCH, EVAL_STEPS), ctx)
+    return evaluate_perplexity(model, seq_data_iter_eval(ids, EVAL_BATCH, EVAL_STEPS), ctx)
 
 
 def main(argv=None):

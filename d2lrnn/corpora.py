@@ -18,9 +18,8 @@ every run of non-letters becomes one space) and become character ids.
 """
 import re
 
-from pathlib import Path
-
-from .data import TEXTS, Vocab, check_sha1, read_time_machine, tokenize
+from .data import (TEXTS, check_has_letters, check_sha1, corpus_of, preprocess_lines, read_text,
+                   read_time_machine)
 from .evaluate import split_corpus
 
 WAR_OF_THE_WORLDS = TEXTS / 'war_of_the_worlds.txt'
@@ -32,24 +31,6 @@ WAR_OF_THE_WORLDS_ENCODING = 'cp1252'
 _START = re.compile(r'^\*\*\* ?START OF', re.MULTILINE)
 _END = re.compile(r'^\*\*\* ?END OF', re.MULTILINE)
 _TRAILER = re.compile(r'^\s*End of (the )?Project Gutenberg', re.IGNORECASE)
-
-
-def read_text(path, encoding='utf-8'):
-    """The text of a file, with errors that name the file and say what to do."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
-    try:
-        return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f'{path} is not valid {encoding} text (byte {e.start}: {e.reason}); '
-            'pass the right encoding.') from None
-
-
-def clean_lines(text):
-    """Lower-case each line, every run of non-letters becoming one space (as in D2L 8.3)."""
-    return [re.sub('[^A-Za-z]+', ' ', line.strip().lower()) for line in text.splitlines()]
 
 
 def strip_gutenberg(text):
@@ -70,7 +51,8 @@ def strip_gutenberg(text):
                          'the file is damaged.')
     body_start = text.find('\n', start.start())
     body = text[body_start + 1 if body_start >= 0 else start.end():end.start()]
-    lines = body.splitlines()
+    # Lines end at '\n' only, as in data.preprocess_lines (not str.splitlines()).
+    lines = body.split('\n')
     # Drop blank lines at the end, then a closing "End of the Project Gutenberg" line.
     while lines and not lines[-1].strip():
         lines.pop()
@@ -90,12 +72,11 @@ def read_book(path, encoding='utf-8', gutenberg=True, sha1=None):
     """
     if sha1 is not None:
         check_sha1(path, sha1)
-    text = read_text(path, encoding)
+    text = read_text(path, encoding, errors='strict')
     if gutenberg:
         text = strip_gutenberg(text)
-    lines = clean_lines(text)
-    if not any(line.strip() for line in lines):
-        raise ValueError(f'{path} holds no letters: nothing to learn from.')
+    lines = preprocess_lines(text)
+    check_has_letters(lines, path)
     return lines
 
 
@@ -117,9 +98,7 @@ def read_named_book(name):
 
 def encode(lines, vocab):
     """Character ids of `lines` through `vocab` (characters it lacks become ``<unk>``)."""
-    if not any(ch.isalpha() for line in lines for ch in line):
-        raise ValueError('the text holds no letters: nothing to encode.')
-    return [vocab[ch] for line in lines for ch in line]
+    return corpus_of(lines, vocab)[0]
 
 
 def load_corpus(lines, vocab=None):
@@ -127,9 +106,7 @@ def load_corpus(lines, vocab=None):
 
     Pass another book's vocabulary to read this text as that book's model sees it.
     """
-    if vocab is None:
-        vocab = Vocab(tokenize(lines, 'char'))
-    return encode(lines, vocab), vocab
+    return corpus_of(lines, vocab)
 
 
 def load_book_split(name, train_fraction=0.9, max_train_tokens=-1, vocab=None):
@@ -155,6 +132,6 @@ def unknown_fraction(ids, vocab):
     return sum(1 for i in ids if i == vocab.unk) / len(ids)
 
 
-__all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'read_text', 'clean_lines', 'strip_gutenberg', 'read_book',
+__all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'strip_gutenberg', 'read_book',
            'read_war_of_the_worlds', 'read_named_book', 'encode', 'load_corpus',
            'load_book_split', 'unknown_fraction']

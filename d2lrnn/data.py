@@ -21,6 +21,7 @@ In both, Y is X shifted one token to the right: the model predicts the next toke
 """
 import collections
 import hashlib
+import math
 import numbers
 import random
 import re
@@ -52,19 +53,26 @@ def check_sha1(path, expected):
             'reinstall d2lrnn to restore it.')
 
 
-def read_text(path, encoding='utf-8'):
-    r"""The text of a file, with an error that names the file and says what to do.
+def read_text(path, encoding='utf-8', errors='replace'):
+    r"""The text of a file, with errors that name the file and say what to do.
 
-    Only ASCII letters survive ``preprocess_lines``, so bytes that are not
-    valid `encoding` (say a Windows-1252 quote in a UTF-8 read) become U+FFFD
-    and then spaces, as the character they stand for would: any ASCII-based
-    encoding gives the same lines. Text mode: '\r\n' and '\r' read as '\n'.
+    Only ASCII letters survive ``preprocess_lines``, so with the default
+    ``errors='replace'`` bytes that are not valid `encoding` (say a
+    Windows-1252 quote in a UTF-8 read) become U+FFFD and then spaces, as the
+    character they stand for would: any ASCII-based encoding gives the same
+    lines. With ``errors='strict'`` such bytes raise ``ValueError`` instead.
+    Text mode: '\r\n' and '\r' read as '\n'.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
-    with open(path, encoding=encoding, errors='replace') as f:
-        return f.read()
+    try:
+        with open(path, encoding=encoding, errors=errors) as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f'{path} is not valid {encoding} text (byte {e.start}: {e.reason}); '
+            'pass the right encoding.') from None
 
 
 def preprocess_lines(text):
@@ -163,19 +171,34 @@ class Vocab:
         return [self.idx_to_token[index] for index in indices]
 
 
+def check_has_letters(lines, source='the text'):
+    """Raise ValueError naming `source` unless some line of `lines` holds a letter."""
+    if not any(ch.isalpha() for line in lines for ch in line):
+        raise ValueError(f'{source} holds no letters: nothing to learn from.')
+
+
+def corpus_of(lines, vocab=None, source='the text'):
+    """(character ids, vocabulary) of `lines`; the vocabulary is built from them unless given.
+
+    Raises ``ValueError`` naming `source` if no line holds a letter.
+    """
+    check_has_letters(lines, source)
+    tokens = tokenize(lines, 'char')
+    if vocab is None:
+        vocab = Vocab(tokens)
+    return [vocab[tk] for line in tokens for tk in line], vocab
+
+
 def load_corpus_time_machine(max_tokens=-1, path=None):
     """Character ids of the book and its vocabulary; keep the first `max_tokens` ids (D2L 8.3).
 
     The vocabulary is built from the whole text, before the cut. `path` reads
-    another text file instead of The Time Machine.
+    another text file instead of The Time Machine; a text without a single
+    letter raises ``ValueError``.
     """
-    tokens = tokenize(read_time_machine(path), 'char')
-    vocab = Vocab(tokens)
-    corpus = [vocab[tk] for line in tokens for tk in line]
+    corpus, vocab = corpus_of(read_time_machine(path), source=path or TIME_MACHINE)
     if max_tokens > 0:
         corpus = corpus[:max_tokens]
-    if not corpus:
-        raise ValueError(f'{path or TIME_MACHINE} holds no letters: nothing to learn from.')
     return corpus, vocab
 
 
@@ -185,6 +208,15 @@ def check_positive(**values):
         # Integral: numpy integers are fine too; bool is an int but never meant as a size.
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
             raise ValueError(f'{name} must be a positive integer, got {value!r}.')
+
+
+def check_positive_number(**values):
+    """Raise ValueError naming the first argument that is not a finite number > 0."""
+    for name, value in values.items():
+        # Real: numpy floats and integers are fine too; bool is a number but never meant as one.
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                or not math.isfinite(value) or value <= 0):
+            raise ValueError(f'{name} must be a finite number > 0, got {value!r}.')
 
 
 def check_corpus_length(corpus, batch_size, num_steps):

@@ -48,20 +48,33 @@ def seq_data_iter_eval(corpus, batch_size, num_steps):
             for i in range(0, num_batches * num_steps, num_steps)]
 
 
-def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
-    """Perplexity of `model` over the minibatches of `data_iter`, without training.
+def scored_minibatches(model, data_iter, ctx, use_random_iter=False):
+    """Run `model` over the minibatches of `data_iter` without training; yield ``(py, y)``.
 
-    The state starts at zero and, unless `use_random_iter`, is carried from
-    one minibatch to the next, as in training.
+    `py` is the model's output for a minibatch, shaped (num_steps * batch_size,
+    vocab_size), and `y` the labels in the same order (``Y.T.reshape(-1)``),
+    both on `ctx`. The state starts at zero and, unless `use_random_iter`, is
+    carried from one minibatch to the next, as in training.
     """
-    loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    state, metric = None, Accumulator(2)  # sum of losses over tokens, number of tokens
+    state = None
     for X, Y in data_iter:
         if state is None or use_random_iter:
             state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
         y = Y.T.reshape(-1)  # (num_steps * batch_size,)
         py, state = model(X.as_in_ctx(ctx), state)
-        metric.add(loss(py, y.as_in_ctx(ctx)).sum(), y.size)
+        yield py, y.as_in_ctx(ctx)
+
+
+def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
+    """Perplexity of `model` over the minibatches of `data_iter`, without training.
+
+    The state starts at zero and, unless `use_random_iter`, is carried from
+    one minibatch to the next, as in training (``scored_minibatches``).
+    """
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    metric = Accumulator(2)  # sum of losses over tokens, number of tokens
+    for py, y in scored_minibatches(model, data_iter, ctx, use_random_iter):
+        metric.add(loss(py, y).sum(), y.size)
     if metric[1] == 0:
         raise ValueError('the data iterator yielded no minibatch: nothing to evaluate.')
     return perplexity(metric[0], metric[1])

@@ -22,8 +22,8 @@ import re
 import numpy as onp
 from mxnet import autograd, gluon, np, npx
 
-from .data import check_positive
-from .evaluate import evaluate_perplexity, seq_data_iter_eval
+from .data import check_positive, check_positive_number
+from .evaluate import evaluate_perplexity, scored_minibatches, seq_data_iter_eval
 from .model import RNNModelScratch
 from .train import grad_clipping, sgd
 from .utils import Accumulator, Timer, perplexity
@@ -78,9 +78,12 @@ STATE_MODES = ('detach', 'keep', 'retain')
 
 
 def _check_theta(theta):
-    if theta is not None and not (isinstance(theta, (int, float))
-                                  and not isinstance(theta, bool) and theta > 0):
-        raise ValueError(f'theta must be a positive number or None (no clipping), got {theta!r}.')
+    if theta is not None:
+        try:
+            check_positive_number(theta=theta)
+        except ValueError:
+            raise ValueError(f'theta must be a finite number > 0 or None (no clipping), '
+                             f'got {theta!r}.') from None
 
 
 def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
@@ -145,14 +148,6 @@ def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
     return perplexity(metric[0], metric[1]), metric[1] / timer.stop(), True
 
 
-def held_out_perplexity(model, data_iter, ctx):
-    """``evaluate_perplexity``, but ``inf`` instead of an OverflowError for a model gone astray."""
-    try:
-        return evaluate_perplexity(model, data_iter, ctx)
-    except OverflowError:
-        return math.inf
-
-
 def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
               theta=1, valid_corpus=None, eval_every=1, eval_batch_size=32,
               eval_num_steps=35, on_epoch=None):
@@ -173,12 +168,8 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
 
     ``on_epoch(epoch, record)`` is called after every epoch.
     """
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs <= 0:
-        raise ValueError(f'num_epochs must be a positive integer, got {num_epochs!r}.')
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f'lr must be a positive number, got {lr!r}.')
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every <= 0:
-        raise ValueError(f'eval_every must be a positive integer, got {eval_every!r}.')
+    check_positive(num_epochs=num_epochs, eval_every=eval_every)
+    check_positive_number(lr=lr)
     _check_theta(theta)
     valid_iter = None
     if valid_corpus is not None:
@@ -208,7 +199,7 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
         record['train_ppl'].append(ppl)
         if valid_iter is not None and (epoch % eval_every == 0 or epoch == num_epochs):
             record['valid_epoch'].append(epoch)
-            record['valid_ppl'].append(held_out_perplexity(model, valid_iter, ctx))
+            record['valid_ppl'].append(evaluate_perplexity(model, valid_iter, ctx))
         if on_epoch is not None:
             on_epoch(epoch, record)
     return record
@@ -239,8 +230,7 @@ def sharpen(p, alpha):
     distribution over the entries with p > 0, alpha -> inf to all mass on the
     largest entries.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < float('inf'):
-        raise ValueError(f'alpha must be a finite number > 0, got {alpha!r}.')
+    check_positive_number(alpha=alpha)
     p = onp.asarray(p, dtype='float64')
     if p.size == 0 or (p < 0).any() or not onp.isfinite(p).all() or (p.sum(axis=-1) <= 0).any():
         raise ValueError('p must hold non-negative finite probabilities with a positive sum.')
@@ -324,12 +314,7 @@ def target_probabilities(model, corpus, batch_size, num_steps, ctx):
     per predicted token.
     """
     probs = []
-    state = None
-    for X, Y in seq_data_iter_eval(corpus, batch_size, num_steps):
-        if state is None:
-            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
-        y = Y.T.reshape(-1).as_in_ctx(ctx)
-        py, state = model(X.as_in_ctx(ctx), state)
+    for py, y in scored_minibatches(model, seq_data_iter_eval(corpus, batch_size, num_steps), ctx):
         p = npx.softmax(py.astype('float64'))
         probs.append(p.asnumpy()[onp.arange(y.size), y.asnumpy().astype('int64')])
     return onp.concatenate(probs)

@@ -109,3 +109,22 @@ def test_encode_and_unknown_fraction_errors():
     with pytest.raises(ValueError, match='empty'):
         corpora.unknown_fraction([], vocab)
     assert corpora.unknown_fraction(corpora.encode(['abz'], vocab), vocab) == pytest.approx(1 / 3)
+
+
+def test_no_letters_uses_the_shared_check(tmp_path):
+    path = tmp_path / 'punct.txt'
+    path.write_text('*** START OF X ***\n12, 34!\n\n*** END OF X ***\n')
+    with pytest.raises(ValueError, match=r'punct\.txt holds no letters'):
+        corpora.read_book(path)
+    with pytest.raises(ValueError, match='holds no letters'):
+        corpora.load_corpus([' ', ''])
+
+
+def test_gutenberg_lines_end_at_newline_only(tmp_path):
+    # A form feed or U+2028 inside a line does not split it (as in data.preprocess_lines).
+    text = '*** START OF X ***\nab\x0ccd\u2028ef\nxy\n*** END OF X ***\n'
+    assert corpora.strip_gutenberg(text) == 'ab\x0ccd\u2028ef\nxy\n'
+    path = tmp_path / 'ff.txt'
+    path.write_text(text, encoding='utf-8')
+    assert corpora.read_book(path) == ['ab cd ef', 'xy']
+    assert corpora.read_book(path) == d2lrnn.data.preprocess_lines(corpora.strip_gutenberg(text))

@@ -240,3 +240,34 @@ def test_preprocess_lines_takes_text_and_splits_as_readlines_does():
     assert data.preprocess_lines('One!\nTwo\x0cthree\n') == ['one ', 'two three']
     assert data.preprocess_lines('') == []
     assert data.preprocess_lines('a\n\n') == ['a', '']
+
+
+@pytest.mark.parametrize('content', ['', '\n\n', '123 456\n--- !!!\n', '\x0c 42 \x1c\n'])
+def test_text_without_letters_raises_naming_the_file(tmp_path, content):
+    path = tmp_path / 'no_letters.txt'
+    path.write_text(content)
+    with pytest.raises(ValueError, match=r'no_letters\.txt holds no letters'):
+        d2lrnn.load_corpus_time_machine(path=path)
+    with pytest.raises(ValueError, match=r'no_letters\.txt holds no letters'):
+        d2lrnn.load_data_time_machine(2, 3, path=path)
+
+
+def test_read_text_strict_errors_name_the_file(tmp_path):
+    path = tmp_path / 'cp.txt'
+    path.write_bytes(b'\x93quoted\x94\n')
+    assert data.preprocess_lines(data.read_text(path)) == [' quoted ']  # replaced, then a space
+    with pytest.raises(ValueError, match=r'cp\.txt is not valid utf-8'):
+        data.read_text(path, errors='strict')
+    assert data.read_text(path, 'cp1252', errors='strict') == '\u201cquoted\u201d\n'
+
+
+@pytest.mark.parametrize('value', [1, 0.5, onp.float32(0.25), onp.float64(3.0), onp.int64(2)])
+def test_check_positive_number_accepts_finite_positive_numbers(value):
+    data.check_positive_number(lr=value)
+
+
+@pytest.mark.parametrize('value', [0, -1, 0.0, float('inf'), float('nan'), onp.float64('nan'),
+                                   True, '1', None])
+def test_check_positive_number_names_the_argument(value):
+    with pytest.raises(ValueError, match='lr must be a finite number > 0'):
+        data.check_positive_number(lr=value)

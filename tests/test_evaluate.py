@@ -74,3 +74,21 @@ def test_evaluation_does_not_change_the_model(seed, ctx, make_model, time_machin
 def test_evaluation_of_nothing_is_refused(ctx, make_model):
     with pytest.raises(ValueError, match='yielded no minibatch'):
         d2lrnn.evaluate_perplexity(make_model(6, 4), [], ctx)
+
+
+def test_scored_minibatches_carry_the_state_and_line_up_the_labels(seed, ctx, make_model):
+    from d2lrnn.evaluate import scored_minibatches
+    model = make_model(6, 8)
+    corpus = [int(i) for i in onp.random.default_rng(1).integers(0, 6, size=41)]
+    data = d2lrnn.seq_data_iter_eval(corpus, 1, 10)
+    scored = list(scored_minibatches(model, data, ctx))
+    assert len(scored) == 4
+    # Carried over: the four minibatches give what one pass over 40 steps gives.
+    whole, _ = model(np.array([corpus[:40]]), model.begin_state(1, ctx))
+    py = np.concatenate([p for p, _ in scored], axis=0)
+    assert onp.allclose(py.asnumpy(), whole.asnumpy(), atol=1e-6)
+    assert [int(t) for _, y in scored for t in y.asnumpy()] == corpus[1:41]
+    # With use_random_iter every minibatch starts again from a zero state.
+    fresh = list(scored_minibatches(model, data, ctx, use_random_iter=True))
+    first, _ = model(np.array([corpus[10:20]]), model.begin_state(1, ctx))
+    assert onp.allclose(fresh[1][0].asnumpy(), first.asnumpy(), atol=1e-6)
