@@ -33,7 +33,7 @@ from mxnet import gluon, np, npx
 
 from . import checkpoint as ckpt
 from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, SeqDataLoader, Vocab, check_corpus_length,
-                   check_sha1, preprocess_lines, tokenize)
+                   check_sha1, clean, preprocess_lines, tokenize)
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
 from .fast import FastRNNScratch
 from .predict import predict_ch8
@@ -193,7 +193,7 @@ def read_prefix(prefix, vocab):
     Unknown characters are refused rather than read as ``<unk>``: the model never
     saw ``<unk>`` in training, so the text after it would mean nothing.
     """
-    cleaned = re.sub('[^A-Za-z]+', ' ', prefix.lower())
+    cleaned = clean(prefix)
     if not cleaned.strip():
         raise CLIError(f'the prefix {prefix!r} holds no letters; give a few words to start from.')
     unknown = sorted(set(cleaned) - set(vocab.token_to_idx))

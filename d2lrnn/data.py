@@ -75,6 +75,11 @@ def read_text(path, encoding='utf-8', errors='replace'):
             'pass the right encoding.') from None
 
 
+def clean(text):
+    """Lower-case `text` and turn every run of non-letters into one space."""
+    return re.sub('[^A-Za-z]+', ' ', text.lower())
+
+
 def preprocess_lines(text):
     """Strip and lower-case each line; every run of non-letters becomes one space (D2L 8.3)."""
     # Lines end at '\n' only, as the original's readlines() splits them (not
@@ -82,7 +87,7 @@ def preprocess_lines(text):
     lines = text.split('\n')
     if lines[-1] == '':  # the text ends with a newline, or is empty
         lines.pop()
-    return [re.sub('[^A-Za-z]+', ' ', line.strip().lower()) for line in lines]
+    return [clean(line.strip()) for line in lines]
 
 
 def read_time_machine(path=None):
@@ -264,8 +269,9 @@ def seq_data_iter_sequential(corpus, batch_size, num_steps):
     return _sequential_batches(corpus, batch_size, num_steps)
 
 
-def _sequential_batches(corpus, batch_size, num_steps):
-    offset = random.randint(0, num_steps)
+def _sequential_batches(corpus, batch_size, num_steps, offset=None):
+    if offset is None:  # a new random start for every pass
+        offset = random.randint(0, num_steps)
     # The largest multiple of batch_size that still leaves one token for the labels.
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
     Xs = np.array(corpus[offset:offset + num_tokens])

@@ -10,9 +10,9 @@ and the model is scored on the validation part, read sequentially from its
 first character with the state carried across minibatches, so that every
 evaluation of the same model on the same text gives the same number.
 """
-from mxnet import gluon, np
+from mxnet import gluon
 
-from .data import check_positive
+from .data import _sequential_batches, check_positive
 from .utils import Accumulator, perplexity
 
 
@@ -41,11 +41,7 @@ def seq_data_iter_eval(corpus, batch_size, num_steps):
             f'the text has {len(corpus)} tokens, too few to score with batch_size={batch_size} '
             f'and num_steps={num_steps}: it needs at least {batch_size * num_steps + 1}. '
             'Use a longer text or smaller batch_size and num_steps.')
-    Xs = np.array(corpus[:num_tokens]).reshape(batch_size, -1)
-    Ys = np.array(corpus[1:1 + num_tokens]).reshape(batch_size, -1)
-    num_batches = Xs.shape[1] // num_steps
-    return [(Xs[:, i:i + num_steps], Ys[:, i:i + num_steps])
-            for i in range(0, num_batches * num_steps, num_steps)]
+    return list(_sequential_batches(corpus, batch_size, num_steps, offset=0))
 
 
 def scored_minibatches(model, data_iter, ctx, use_random_iter=False):
