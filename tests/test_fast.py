@@ -59,6 +59,17 @@ def test_outputs_state_and_gradients_match(variant, batch_size, num_steps):
         assert_close(a, b)
 
 
+def test_integer_token_ids_work_as_float_ones():
+    # the data iterators yield float32 ids; users may hand in integers
+    _, fast = faithful_and_fast(28, 16)
+    X = np.array([[3, 9, 2], [5, 6, 7]])
+    H0 = fast.begin_state(2, CTX)[0]
+    as_int = forward_backward(fast, X.astype('int64'), H0.copy())
+    as_float = forward_backward(fast, X.astype('float32'), H0.copy())
+    for a, b in zip(as_int[:2] + tuple(as_int[2]), as_float[:2] + tuple(as_float[2])):
+        assert (a == b).all()
+
+
 def one_epoch(model, num_hiddens=512):
     random.seed(0)
     train_iter, _ = d2lrnn.load_data_time_machine(32, 35)
