@@ -22,12 +22,17 @@ minus its resident memory just before the model is built (after importing
 MXNet and loading the data; the peak is reset there through
 /proc/self/clear_refs), and the perplexity of the last epoch.
 
-``--long`` trains faithful and fast for 500 epochs (two subprocesses side by
-side) and writes results/long_run.json, which later runs copy into their JSON.
+``--long`` trains faithful and fast for 500 epochs from each of ``--seeds``
+(two subprocesses at a time, one per core) and writes results/long_run.json,
+which later runs copy into their JSON. One seed is not enough to compare
+perplexities after 500 epochs: at lr 1 training is chaotic, so float32
+rounding differences (1e-7) grow until the two runs' loss spikes fall on
+different epochs. The JSON therefore holds every seed's curve and a summary:
+means over seeds, the spread, and the epoch where each pair parted.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py          # or: bash dev.sh bench
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py --quick --out /tmp/s.json
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/bench_speed.py --long
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/bench_speed.py --long --seeds 0 1 2 3 4
 """
 import argparse
 import datetime
@@ -53,6 +58,7 @@ RESULTS = ROOT / 'results'
 VARIANTS = ('faithful', 'fast', 'fast-hybrid', 'fast-imperative', 'gluon')
 CTX = npx.cpu()
 LR = 1
+LONG_EPOCHS = 500
 
 
 class RNNModelConcise(gluon.HybridBlock):
@@ -144,7 +150,8 @@ def summarise(wall, cpu, variant):
 
 def matmul_gflops(n=2048, repeats=5):
     """GFLOP/s of an (n, n) x (n, n) float32 product through oneDNN and through np.dot
-    (OpenBLAS), and of the recurrence's own (32, 512) x (512, 512) product through oneDNN.
+    (OpenBLAS), and of the recurrence's own (32, 512) x (512, 512) product through oneDNN,
+    as it stands and transposed.
 
     Per second of process CPU time, the best of `repeats`: comparable with the CPU-time
     tokens/s, and hardly disturbed by other programs on a shared machine.
@@ -164,6 +171,10 @@ def matmul_gflops(n=2048, repeats=5):
     A, B = np.random.normal(size=(n, n)), np.random.normal(size=(n, n))
     H, W = np.random.normal(size=(32, 512)), np.random.normal(size=(512, 512))
     return {'n': n,
+            # the same product with the state transposed, W^T H^T, as FastRNNScratch computes it
+            'onednn_512x512x32_gflops': rate(
+                lambda: npx.fully_connected(W, H, no_bias=True, num_hidden=32),
+                2 * 32 * 512 * 512, 200),
             'onednn_gflops': rate(lambda: npx.fully_connected(A, B, no_bias=True, num_hidden=n),
                                   2 * n ** 3, 3),
             'openblas_gflops': rate(lambda: np.dot(A, B), 2 * n ** 3, 1),
@@ -181,16 +192,36 @@ def rss_kib(field):
     raise RuntimeError(f'/proc/self/status has no {field}')
 
 
+def onednn_runtime():
+    """Print, as a JSON line, how much resident memory oneDNN takes on first use.
+
+    One product and one tanh through oneDNN, each of the shapes of the recurrence:
+    what any model that uses oneDNN pays once (generated code, work buffers),
+    and the section's model, made of OpenBLAS and MXNet's own loops, does not.
+    """
+    H, W = np.random.normal(size=(32, 512)), np.random.normal(size=(512, 512))
+    npx.waitall()
+    Path('/proc/self/clear_refs').write_text('5')
+    baseline = rss_kib('VmRSS')
+    npx.fully_connected(W, H, no_bias=True, num_hidden=32)
+    npx.fully_connected(H, W, no_bias=True, num_hidden=512)
+    npx.activation(H, act_type='tanh')
+    npx.waitall()
+    print(json.dumps({'peak_rss_growth_mib': (rss_kib('VmHWM') - baseline) / 1024}))
+
+
 def child(args):
-    """Train one variant for args.epochs epochs from seed 0; print a JSON line."""
+    """Train one variant for args.epochs epochs from args.seed; print a JSON line."""
+    if args.child == 'onednn-runtime':
+        return onednn_runtime()
     random.seed(0)
     train_iter, vocab = d2lrnn.load_data_time_machine(
         args.batch_size, args.num_steps, max_tokens=args.max_tokens)
     npx.waitall()
     Path('/proc/self/clear_refs').write_text('5')  # reset the peak (VmHWM) to the current RSS
     baseline = rss_kib('VmRSS')
-    mx.random.seed(0)
-    random.seed(0)
+    mx.random.seed(args.seed)
+    random.seed(args.seed)
     model, updater = make_model(args.child, len(vocab), args.num_hiddens)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     ppls, start = [], time.perf_counter()
@@ -202,29 +233,41 @@ def child(args):
                                        'seconds': time.perf_counter() - start}) + '\n')
             progress.flush()
     npx.waitall()
-    print(json.dumps({'variant': args.child, 'epochs': args.epochs, 'perplexity': ppls[-1],
+    print(json.dumps({'variant': args.child, 'seed': args.seed, 'epochs': args.epochs,
+                      'perplexity': ppls[-1],
                       'perplexities': ppls, 'seconds': time.perf_counter() - start,
                       'baseline_rss_mib': baseline / 1024,
                       'peak_rss_growth_mib': (rss_kib('VmHWM') - baseline) / 1024}))
 
 
-def run_children(args, variants, epochs, parallel=False, progress=False):
-    """Run `child` for each variant in its own process; return {variant: its JSON}."""
-    def command(variant):
+def run_children(args, variants, epochs, seeds=(0,), jobs=1, progress=None):
+    """Run `child` for each variant and seed, `jobs` processes at a time.
+
+    Returns {variant: its JSON} for one seed, else {variant: [its JSON per seed]}.
+    `progress`: the long run's JSON path, next to which the children write their curves.
+    """
+    def command(variant, seed):
         return [sys.executable, __file__, '--child', variant, '--epochs', str(epochs),
                 '--num-hiddens', str(args.num_hiddens), '--batch-size', str(args.batch_size),
-                '--num-steps', str(args.num_steps), '--max-tokens', str(args.max_tokens)
-                ] + (['--progress', str(progress_path(variant))] if progress else [])
-    procs = {}
-    results = {}
-    for variant in variants:
-        procs[variant] = subprocess.Popen(command(variant), stdout=subprocess.PIPE, text=True)
-        if not parallel:
-            results[variant] = _result(procs[variant], variant)
-    for variant in variants:
-        if variant not in results:
-            results[variant] = _result(procs[variant], variant)
-    return results
+                '--num-steps', str(args.num_steps), '--max-tokens', str(args.max_tokens),
+                '--seed', str(seed)
+                ] + (['--progress', str(progress_path(progress, variant, seed))] if progress else [])
+    queue = [(v, s) for v in variants for s in seeds]  # the slow variant first
+    running, results = [], {}
+    while queue or running:
+        while queue and len(running) < jobs:
+            v, s = queue.pop(0)
+            running.append((v, s, subprocess.Popen(command(v, s), stdout=subprocess.PIPE, text=True)))
+        done = next((r for r in running if r[2].poll() is not None), None)
+        if done is None:
+            time.sleep(0.5)  # children print one line at the end, so their pipes never fill
+            continue
+        running.remove(done)
+        v, s, proc = done
+        results[v, s] = _result(proc, f'{v} (seed {s})')
+    if len(seeds) == 1:
+        return {v: results[v, seeds[0]] for v in variants}
+    return {v: [results[v, s] for s in seeds] for v in variants}
 
 
 def _result(proc, variant):
@@ -263,12 +306,12 @@ def print_table(report):
               f"{memory[v]['peak_rss_growth_mib']:9.1f} {ppl[v]['perplexity']:9.3f}")
     m = report['matmul']
     print(f"matmul {m['n']}^3: oneDNN {m['onednn_gflops']:.0f} GFLOP/s, "
-          f"OpenBLAS {m['openblas_gflops']:.0f} GFLOP/s; 32x512x512 oneDNN "
-          f"{m['onednn_32x512x512_gflops']:.0f} GFLOP/s")
+          f"OpenBLAS {m['openblas_gflops']:.0f} GFLOP/s; (32x512)(512x512) oneDNN "
+          f"{m['onednn_32x512x512_gflops']:.0f} GFLOP/s, transposed "
+          f"{m['onednn_512x512x32_gflops']:.0f} GFLOP/s")
+    print(f"oneDNN's first use: {report['onednn_runtime_mib']:.1f} MiB of resident memory")
     if report.get('long_run'):
-        runs = report['long_run']['runs']
-        print(f"after {runs['fast']['epochs']} epochs: " + ', '.join(
-            f"{v} {r['perplexity']:.4f}" for v, r in runs.items()))
+        print_long(report['long_run'])
 
 
 def parse_args(argv=None):
@@ -284,32 +327,77 @@ def parse_args(argv=None):
     p.add_argument('--quick', action='store_true',
                    help='a smoke run in seconds: 2 repeats, 1 epoch, 64 hidden units, 2,000 tokens')
     p.add_argument('--long', action='store_true',
-                   help='train faithful and fast for 500 epochs; write results/long_run.json')
+                   help=f'train faithful and fast for {LONG_EPOCHS} epochs from each of --seeds; '
+                        'write results/long_run.json')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0],
+                   help='seeds for --long (default 0)')
+    p.add_argument('--jobs', type=int, default=2,
+                   help='--long runs this many trainings at a time (default 2)')
     p.add_argument('--merge-long', action='store_true',
                    help='only copy results/long_run.json into the existing speed JSON')
     p.add_argument('--out', type=Path, default=None,
                    help='the JSON to write (default results/speed.json, or long_run.json)')
-    p.add_argument('--child', choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument('--child', choices=VARIANTS + ('onednn-runtime',), help=argparse.SUPPRESS)
     p.add_argument('--progress', type=Path, help=argparse.SUPPRESS)
+    p.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.epochs, args.num_hiddens, args.max_tokens = 2, 1, 64, 2000
-    for name in ('repeats', 'epochs', 'num_hiddens', 'batch_size', 'num_steps', 'max_tokens'):
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error('--seeds must not repeat a seed.')
+    for name in ('repeats', 'epochs', 'num_hiddens', 'batch_size', 'num_steps', 'max_tokens', 'jobs'):
         if getattr(args, name) <= 0:
             p.error(f'--{name.replace("_", "-")} must be a positive integer.')
     return args
 
 
 def main_long(args):
-    """500 epochs of faithful and fast, side by side, in one go."""
+    """500 epochs of faithful and fast from every seed; write the curves and their summary."""
     out = args.out or RESULTS / 'long_run.json'
-    runs = run_children(args, ['faithful', 'fast'], 500, parallel=True, progress=True)
-    report = {'machine': machine(), 'config': config(args, epochs=500), 'runs': runs,
-              'complete': True,
-              'difference': abs(runs['fast']['perplexity'] - runs['faithful']['perplexity'])}
+    progress_path(out, 'fast', 0).parent.mkdir(parents=True, exist_ok=True)
+    runs = run_children(args, ['faithful', 'fast'], LONG_EPOCHS, seeds=args.seeds,
+                        jobs=args.jobs, progress=out)
+    if len(args.seeds) == 1:
+        runs = {v: [r] for v, r in runs.items()}
+    report = {'machine': machine(), 'config': dict(config(args, epochs=LONG_EPOCHS), seeds=args.seeds),
+              'runs': runs, 'summary': summarise_long(runs)}
     write(out, report)
-    print(f"500 epochs: faithful {runs['faithful']['perplexity']:.4f}, "
-          f"fast {runs['fast']['perplexity']:.4f}")
+    print_long(report)
+
+
+def summarise_long(runs, parted=1e-3, last=50):
+    """Per variant: final perplexities, their mean and spread, the mean of the last `last`
+    epochs; per seed: the difference at the end and the first epoch where the two runs
+    differ by more than `parted` (relative)."""
+    summary = {}
+    for v, rs in runs.items():
+        finals = [r['perplexity'] for r in rs]
+        tails = [statistics.fmean(r['perplexities'][-last:]) for r in rs]
+        summary[v] = {'final': finals, 'mean_final': statistics.fmean(finals),
+                      'sd_final': statistics.stdev(finals) if len(finals) > 1 else None,
+                      'min_final': min(finals), 'max_final': max(finals),
+                      f'mean_last_{last}': tails, f'mean_of_mean_last_{last}': statistics.fmean(tails)}
+    pairs = []
+    for a, b in zip(runs['faithful'], runs['fast']):
+        gaps = [abs(x - y) / x for x, y in zip(a['perplexities'], b['perplexities'])]
+        pairs.append({'seed': a['seed'], 'difference_final': abs(a['perplexity'] - b['perplexity']),
+                      'parted_at_epoch': next((i + 1 for i, g in enumerate(gaps) if g > parted), None),
+                      'max_relative_gap_first_50': max(gaps[:50])})
+    summary['pairs'] = pairs
+    summary['difference_of_means'] = abs(summary['fast']['mean_final'] - summary['faithful']['mean_final'])
+    summary['parted'], summary['last'] = parted, last
+    return summary
+
+
+def print_long(report):
+    s = report['summary']
+    print(f"after {report['config']['epochs']} epochs, seeds {report['config']['seeds']}:")
+    for v in ('faithful', 'fast'):
+        sd = s[v]['sd_final']
+        print(f"  {v:9} " + ' '.join(f'{p:.4f}' for p in s[v]['final'])
+              + f"   mean {s[v]['mean_final']:.4f}" + (f' sd {sd:.4f}' if sd is not None else ''))
+    print(f"  difference of the means: {s['difference_of_means']:.4f}; parted at epochs "
+          + ', '.join(str(p['parted_at_epoch']) for p in s['pairs']))
 
 
 def config(args, epochs=None):
@@ -319,27 +407,19 @@ def config(args, epochs=None):
             'variants': list(args.variants), 'quick': args.quick}
 
 
-def progress_path(variant):
-    return RESULTS / f'long_run_{variant}.jsonl'
+def progress_path(out, variant, seed):
+    """Where a long run's child writes its curve as it goes, next to the JSON `out`."""
+    return out.parent / f'{out.stem}_progress' / f'{variant}_seed{seed}.jsonl'
 
 
 def read_long_run():
-    """The 500-epoch results; if the run is unfinished, the epochs both variants reached."""
+    """The 500-epoch results, if `--long` has written them (in this version's format)."""
     path = RESULTS / 'long_run.json'
-    if path.exists():
-        return json.loads(path.read_text())
-    if not all(progress_path(v).exists() for v in ('faithful', 'fast')):
+    report = json.loads(path.read_text()) if path.exists() else None
+    if report is not None and 'summary' not in report:
+        print(f'{path} predates multi-seed runs: ignored; run --long again.', file=sys.stderr)
         return None
-    curves = {v: [json.loads(line) for line in progress_path(v).read_text().splitlines()]
-              for v in ('faithful', 'fast')}
-    epochs = min(len(c) for c in curves.values())
-    if epochs == 0:
-        return None
-    runs = {v: {'variant': v, 'epochs': epochs, 'perplexity': c[epochs - 1]['perplexity'],
-                'perplexities': [e['perplexity'] for e in c[:epochs]],
-                'seconds': c[epochs - 1]['seconds']} for v, c in curves.items()}
-    return {'machine': machine(), 'config': None, 'runs': runs, 'complete': False,
-            'difference': abs(runs['fast']['perplexity'] - runs['faithful']['perplexity'])}
+    return report
 
 
 def merge_long(out):
@@ -376,12 +456,15 @@ def main(argv=None):
     runs = run_children(args, args.variants, args.epochs)
     report['memory'] = {v: {k: r[k] for k in ('baseline_rss_mib', 'peak_rss_growth_mib')}
                         for v, r in runs.items()}
+    report['onednn_runtime_mib'] = _result(subprocess.Popen(
+        [sys.executable, __file__, '--child', 'onednn-runtime'], stdout=subprocess.PIPE, text=True),
+        'onednn-runtime')['peak_rss_growth_mib']
     report['perplexity'] = {v: {k: r[k] for k in ('epochs', 'perplexity', 'perplexities')}
                             for v, r in runs.items()}
     report['long_run'] = None if args.quick else read_long_run()
     report['machine']['load_average_at_end'] = list(os.getloadavg())
-    print_table(report)
     write(out, report)
+    print_table(report)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / 'bench' / 'bench_speed.py'
 VARIANTS = ['faithful', 'fast', 'gluon']
 
@@ -35,7 +37,39 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
     assert report['long_run'] is None
 
 
-def test_bad_option_is_refused():
-    result = subprocess.run([sys.executable, str(BENCH), '--repeats', '0'],
+def test_long_run_on_several_seeds_summarises_every_pair(tmp_path):
+    out = tmp_path / 'long.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    subprocess.run([sys.executable, str(BENCH), '--long', '--seeds', '3', '5', '--num-hiddens', '8',
+                    '--max-tokens', '1200', '--out', str(out)],
+                   check=True, env=env, timeout=600, stdout=subprocess.DEVNULL)
+    report = json.loads(out.read_text())
+    assert report['config']['seeds'] == [3, 5] and report['config']['epochs'] == 500
+    summary = report['summary']
+    for v in ('faithful', 'fast'):
+        runs = report['runs'][v]
+        assert [r['seed'] for r in runs] == [3, 5]
+        assert all(len(r['perplexities']) == 500 for r in runs)
+        assert summary[v]['final'] == [r['perplexity'] for r in runs]
+        assert summary[v]['mean_final'] == pytest.approx(sum(summary[v]['final']) / 2)
+    # different seeds start from different parameters
+    assert report['runs']['faithful'][0]['perplexities'][0] != report['runs']['faithful'][1]['perplexities'][0]
+    assert summary['difference_of_means'] == pytest.approx(
+        abs(summary['fast']['mean_final'] - summary['faithful']['mean_final']))
+    for pair, a, b in zip(summary['pairs'], report['runs']['faithful'], report['runs']['fast']):
+        assert pair['seed'] == a['seed'] == b['seed']
+        assert pair['difference_final'] == pytest.approx(abs(a['perplexity'] - b['perplexity']))
+        assert pair['max_relative_gap_first_50'] < 1e-3  # the same mathematics, at first
+        gaps = [abs(x - y) / x > 1e-3 for x, y in zip(a['perplexities'], b['perplexities'])]
+        assert pair['parted_at_epoch'] == (gaps.index(True) + 1 if any(gaps) else None)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--repeats', '0'], '--repeats must be a positive integer'),
+    (['--long', '--seeds', '1', '1'], '--seeds must not repeat a seed'),
+    (['--long', '--jobs', '0'], '--jobs must be a positive integer'),
+])
+def test_bad_option_is_refused(args, message):
+    result = subprocess.run([sys.executable, str(BENCH), *args],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and '--repeats must be a positive integer' in result.stderr
+    assert result.returncode == 2 and message in result.stderr
