@@ -44,7 +44,8 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
     state attached; this keeps the detached copies. MXNet frees a graph on
     ``backward``, so the two give identical results (the tests check this
     bit for bit). A non-finite loss, or a perplexity too large for a float,
-    raises ``FloatingPointError``.
+    raises ``FloatingPointError``; a non-finite loss does so before the update,
+    so the parameters keep their last finite values.
     """
     state, timer = None, Timer()
     metric = Accumulator(2)  # sum of losses over tokens, number of tokens
@@ -61,12 +62,12 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
             py, state = model(X, state)  # (num_steps * batch_size, vocab_size)
             l = loss(py, y).mean()
         l.backward()
-        grad_clipping(model, 1)
-        updater(batch_size=1)  # the loss is already a mean
-        if not math.isfinite(float(l)):
+        if not math.isfinite(float(l)):  # checked before the update: the parameters stay finite
             raise FloatingPointError(
                 f'the loss became {float(l)} at minibatch {i + 1}: training diverged; '
                 'lower the learning rate or clip the gradients harder.')
+        grad_clipping(model, 1)
+        updater(batch_size=1)  # the loss is already a mean
         metric.add(l * y.size, y.size)
     if metric[1] == 0:
         raise ValueError('train_iter yielded no minibatch: the text is too short '

@@ -194,6 +194,23 @@ def test_a_nan_loss_stops_training_naming_the_epoch(seed, ctx, make_model):
                          animator=d2lrnn.Animator(display=False))
 
 
+def test_a_nan_loss_leaves_the_parameters_as_they_were(seed, ctx, make_model):
+    train_iter, vocab = d2lrnn.load_data_time_machine(4, 10, max_tokens=1000)
+    model = Poisoned(make_model(len(vocab), 8), after=3)
+    updates = []
+
+    def updater(batch_size):
+        d2lrnn.sgd(model.params, 1, batch_size)
+        updates.append([p.copy() for p in model.params])
+
+    with pytest.raises(FloatingPointError, match='at minibatch 3:'):
+        d2lrnn.train_epoch_ch8(model, train_iter, gluon.loss.SoftmaxCrossEntropyLoss(),
+                               updater, ctx, False)
+    assert len(updates) == 2  # the poisoned minibatch updated nothing
+    for p, q in zip(model.params, updates[-1]):
+        assert (p == q).all()
+
+
 def test_a_huge_learning_rate_is_reported_as_divergence(seed, ctx, make_model):
     train_iter, vocab = d2lrnn.load_data_time_machine(8, 10, max_tokens=2000)
     with pytest.raises(FloatingPointError, match='epoch 1: .*diverged; lower the learning rate'):
