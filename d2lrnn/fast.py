@@ -15,13 +15,12 @@ makes it fast, each step measured (``bench/bench_speed.py``, the book's page
 1. **oneDNN kernels.** In the MXNet 1.9.1 wheel ``np.dot`` goes to an OpenBLAS
    built for SSE and ``np.tanh`` to a scalar loop; ``npx.fully_connected`` and
    ``npx.activation`` go to oneDNN, which generates code for the CPU it runs on
-   (AVX-512 here): a (32, 512) x (512, 512) product about 3x faster, ``tanh``
-   about 8x.
+   (AVX-512 here); the benchmark records both libraries' rates.
 2. **The state kept transposed.** oneDNN multiplies (512, 512) by (512, 32)
-   about 1.5x faster than (32, 512) by (512, 512), so each step computes
-   H_t^T = tanh(W_hh^T H_{t-1}^T + ...) and transposes the small result back
-   (MXNet's classic ``transpose``, a oneDNN reorder, several times faster than
-   ``np.transpose``).
+   faster than (32, 512) by (512, 512) (the benchmark records both), so each
+   step computes H_t^T = tanh(W_hh^T H_{t-1}^T + ...) and transposes the small
+   result back with MXNet's classic ``transpose`` (a oneDNN reorder, faster
+   here than ``np.transpose``).
 3. **Inputs and outputs for all steps at once.** X_t W_xh + b_h for every step
    is one product with the one-hot inputs (the autograd variants pick rows of
    ``W_xh`` with ``npx.embedding``); the output layer is one
@@ -36,8 +35,8 @@ makes it fast, each step measured (``bench/bench_speed.py``, the book's page
    model records one operation (an ``autograd.Function``) per call. They
    allocate per call (no ``static_alloc``): as fast, and less peak memory.
 6. **One ``split``, not ``np.split``**: MXNet's ``np.split`` into 35 parts costs
-   as much as the recurrence, 35 ``slice`` operators about 5% of an epoch more
-   than the classic ``split`` (``SliceChannel``) used here.
+   as much as the recurrence; the classic ``split`` (``SliceChannel``) used here
+   writes all the parts in one cheap operator, cheaper than one ``slice`` per step.
 
 The class is deliberately *not* a Gluon ``Block``: ``train_ch8`` would then
 re-initialise it and train it with a Gluon ``Trainer``. Its parameters are the
@@ -96,9 +95,8 @@ class _Unrolled(gluon.HybridBlock):
 
 
 def _transpose(F, Z, axes=None):
-    """Z transposed by MXNet's classic ``transpose``, which runs oneDNN and is several
-    times faster here than ``np.transpose`` (a (35, 32, 512) array: about 0.2 ms
-    against 1.1 ms)."""
+    """Z transposed by MXNet's classic ``transpose``, which runs as a oneDNN reorder
+    and is much faster here than ``np.transpose``."""
     Z = Z.as_nd_ndarray()
     return (F.transpose(Z, axes=axes) if axes else F.transpose(Z)).as_np_ndarray()
 
@@ -115,8 +113,8 @@ class _BPTTForward(gluon.HybridBlock):
     """Forward pass as a cached graph, the hidden state kept *transposed*.
 
     oneDNN multiplies (num_hiddens, num_hiddens) by (num_hiddens, batch_size)
-    about 1.5x faster than (batch_size, num_hiddens) by (num_hiddens,
-    num_hiddens) (mb512ic512oc32 against mb32ic512oc512 in its verbose log),
+    faster than (batch_size, num_hiddens) by (num_hiddens, num_hiddens)
+    (mb512ic512oc32 against mb32ic512oc512 in its verbose log, ``DNNL_VERBOSE=1``),
     so each step computes H_t^T = tanh(W_hh^T H_{t-1}^T + (X_t W_xh + b_h)^T)
     and transposes the small result back for the next product and the output
     layer. Returns the outputs (num_steps * batch_size, vocab_size), the last
@@ -287,7 +285,7 @@ class FastRNNScratch:
             blocks = ((_BPTTForward, _BPTTBackward) if self.variant == 'bptt' else (_Unrolled,))
             graphs = tuple(block(sizes) for block in blocks)
             # The BPTT graphs allocate per call: static buffers would keep the memory of
-            # both graphs for good (about 9 MiB more peak memory, and no faster).
+            # both graphs for good (more peak memory, and measured no faster).
             static = self.variant == 'hybrid'
             for graph in graphs:
                 graph.hybridize(static_alloc=static, static_shape=static)
