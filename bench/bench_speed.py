@@ -20,7 +20,10 @@ Memory and perplexity: each variant trains for ``--epochs`` epochs from seed 0
 in a subprocess of its own, which reports its peak resident memory (VmHWM)
 minus its resident memory just before the model is built (after importing
 MXNet and loading the data; the peak is reset there through
-/proc/self/clear_refs), and the perplexity of the last epoch.
+/proc/self/clear_refs), and the perplexity of the last epoch. One more subprocess
+runs a product and a tanh through oneDNN and nothing else: the memory that any
+model using oneDNN pays once, and the section's model (OpenBLAS and MXNet's own
+loops) does not.
 
 ``--long`` trains faithful and fast for 500 epochs from each of ``--seeds``
 (two subprocesses at a time, one per core) and writes results/long_run.json,
