@@ -368,10 +368,11 @@ def main_long(args):
     print_long(report)
 
 
-def summarise_long(runs, parted=1e-3, last=50):
+def summarise_long(runs, agree=1e-5, parted=1e-3, last=50):
     """Per variant: final perplexities, their mean and spread, the mean of the last `last`
-    epochs; per seed: the difference at the end and the first epoch where the two runs
-    differ by more than `parted` (relative)."""
+    epochs; per seed: the difference at the end, for how many epochs the two runs agree
+    within `agree` (relative: float32 rounding), and the first epoch where they differ by
+    more than `parted`."""
     summary = {}
     for v, rs in runs.items():
         finals = [r['perplexity'] for r in rs]
@@ -384,11 +385,11 @@ def summarise_long(runs, parted=1e-3, last=50):
     for a, b in zip(runs['faithful'], runs['fast']):
         gaps = [abs(x - y) / x for x, y in zip(a['perplexities'], b['perplexities'])]
         pairs.append({'seed': a['seed'], 'difference_final': abs(a['perplexity'] - b['perplexity']),
-                      'parted_at_epoch': next((i + 1 for i, g in enumerate(gaps) if g > parted), None),
-                      'max_relative_gap_first_50': max(gaps[:50])})
+                      'agreed_for_epochs': next((i for i, g in enumerate(gaps) if g > agree), len(gaps)),
+                      'parted_at_epoch': next((i + 1 for i, g in enumerate(gaps) if g > parted), None)})
     summary['pairs'] = pairs
     summary['difference_of_means'] = abs(summary['fast']['mean_final'] - summary['faithful']['mean_final'])
-    summary['parted'], summary['last'] = parted, last
+    summary['agree'], summary['parted'], summary['last'] = agree, parted, last
     return summary
 
 
