@@ -15,9 +15,12 @@ uninterrupted run of the same seed would be.
 Bad input ends with one line, ``d2lrnn: error: ...``, on stderr and exit
 status 1 (2 for a malformed command line, 130 after Ctrl-C); nothing is
 written before the input has been checked, so an existing checkpoint survives.
+Two ``train`` runs cannot write to one ``--out`` at once: the second stops with
+an error (a lock in ``--out`` that the first holds until it ends, killed or not).
 """
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import math
 import os
@@ -290,6 +293,33 @@ def ensure_writable(out):
                        'directory.') from None
 
 
+LOCK = '.lock'  # in --out; not a checkpoint file, so saving never deletes it
+
+
+@contextlib.contextmanager
+def training_lock(out):
+    """Hold an exclusive lock on `out` while training: a second `train` on it stops at once.
+
+    ``flock`` on a file in `out`: the kernel drops the lock when the process ends,
+    even on SIGKILL, so a crashed run never leaves `out` locked.
+    """
+    with open(out / LOCK, 'a') as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CLIError(f'another `d2lrnn train` is writing to {out}; wait for it to end, '
+                           'or choose another --out.') from None
+        yield
+
+
+def manifest_bytes(out):
+    """The checkpoint's manifest as it stands (None without one): it changes with every save."""
+    try:
+        return (out / ckpt.MANIFEST).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def split_for_validation(corpus, config):
     """(training ids, validation ids or None) after checking both are long enough."""
     fraction, steps, batch = config['val_fraction'], config['num_steps'], config['batch_size']
@@ -442,19 +472,24 @@ def cmd_train(args):
     """Check everything, then train from scratch or from the checkpoint, saving as we go."""
     out = Path(args.out)
     check_out_dir(out, args)
+    read = manifest_bytes(out)
     checkpoint = ckpt.load(out) if args.resume else None
     config, lines = train_config(args, checkpoint)
     ctx = choose_ctx(args.device)
     corpus, vocab = training_corpus(lines, config['max_tokens'])
     train, valid = split_for_validation(corpus, config)
     ensure_writable(out)
-    if checkpoint is None:
-        model, start, history = start_fresh(config, vocab, ctx)
-    else:
-        model, start, history = start_from(checkpoint, vocab, ctx, out)
-    run = Run(model, vocab, train, valid, config, ctx, out, args.checkpoint_every)
-    history = run.run(start, history, saved=None if checkpoint is None else start)
-    report_training(history, model, vocab, ctx, out)
+    with training_lock(out):
+        if manifest_bytes(out) != read:  # another run saved in between
+            raise CLIError(f'the checkpoint in {out} changed while this command started; '
+                           'run it again.')
+        if checkpoint is None:
+            model, start, history = start_fresh(config, vocab, ctx)
+        else:
+            model, start, history = start_from(checkpoint, vocab, ctx, out)
+        run = Run(model, vocab, train, valid, config, ctx, out, args.checkpoint_every)
+        history = run.run(start, history, saved=None if checkpoint is None else start)
+        report_training(history, model, vocab, ctx, out)
 
 
 def start_fresh(config, vocab, ctx):

@@ -112,10 +112,12 @@ def test_train_writes_a_checkpoint_and_reports(trained):
     assert saved.progress['epoch'] == 4 and len(saved.progress['history']) == 4
     assert saved.config['num_hiddens'] == 32 and len(saved.vocab) == 28
     assert all(h['val_perplexity'] > 1 for h in saved.progress['history'])
-    # Nothing in the directory but the manifest and the four files it names.
+    # Nothing in the directory but the manifest, the four files it names, and the
+    # (empty) lock file that keeps a second `train` out while one runs.
     manifest = json.loads((out / 'manifest.json').read_text())
     assert {p.name for p in out.iterdir()} == (
-        {'manifest.json'} | {f['name'] for f in manifest['files'].values()})
+        {'manifest.json', cli.LOCK} | {f['name'] for f in manifest['files'].values()})
+    assert (out / cli.LOCK).stat().st_size == 0
 
 
 def test_generate_greedy_continues_as_the_trained_model_did(trained):
@@ -400,6 +402,30 @@ def test_train_refuses_to_overwrite_a_checkpoint(capsys, good):
     assert_refused(capsys, ['train', *TINY, '--out', good],
                    'already holds a checkpoint; continue it with --resume, or replace it '
                    'with --force', good)
+
+
+def test_a_second_train_on_the_same_out_stops_while_the_first_runs(tmp_path):
+    out = tmp_path / 'run'
+    first = start_d2lrnn('train', *TINY, '--epochs', 100000, '--checkpoint-every', 1,
+                         '--out', out)
+    try:
+        reader, _ = wait_for_stderr(first, 'ppl=')
+        wait_for_file(out / 'manifest.json')
+        for mode in ('--force', '--resume'):
+            second = d2lrnn('train', *TINY, '--epochs', 100000, '--out', out, mode)
+            assert second.returncode == 1, second.stderr
+            assert stderr_lines(second.stderr) == [
+                f'd2lrnn: error: another `d2lrnn train` is writing to {out}; wait for it to '
+                'end, or choose another --out.']
+        assert first.poll() is None  # the first run goes on, untouched
+    finally:
+        first.kill()  # SIGKILL: the kernel releases the lock all the same
+        first.wait()
+        reader.join(10)
+    done = ckpt.load(out).progress['epoch']
+    resumed = d2lrnn('train', *TINY, '--epochs', done + 1, '--out', out, '--resume')
+    assert resumed.returncode == 0, resumed.stderr
+    assert ckpt.load(out).progress['epoch'] == done + 1
 
 
 def test_train_refuses_resume_and_force_together(capsys, good):
