@@ -246,8 +246,8 @@ def child(args):
 def run_children(args, variants, epochs, seeds=(0,), jobs=1, progress=None):
     """Run `child` for each variant and seed, `jobs` processes at a time.
 
-    Returns {variant: its JSON} for one seed, else {variant: [its JSON per seed]}.
-    `progress`: the long run's JSON path, next to which the children write their curves.
+    Returns {variant: [its JSON for each seed]}. `progress`: the long run's JSON path,
+    next to which the children write their curves.
     """
     def command(variant, seed):
         return [sys.executable, __file__, '--child', variant, '--epochs', str(epochs),
@@ -268,8 +268,6 @@ def run_children(args, variants, epochs, seeds=(0,), jobs=1, progress=None):
         running.remove(done)
         v, s, proc = done
         results[v, s] = _result(proc, f'{v} (seed {s})')
-    if len(seeds) == 1:
-        return {v: results[v, seeds[0]] for v in variants}
     return {v: [results[v, s] for s in seeds] for v in variants}
 
 
@@ -360,8 +358,6 @@ def main_long(args):
     progress_path(out, 'fast', 0).parent.mkdir(parents=True, exist_ok=True)
     runs = run_children(args, ['faithful', 'fast'], LONG_EPOCHS, seeds=args.seeds,
                         jobs=args.jobs, progress=out)
-    if len(args.seeds) == 1:
-        runs = {v: [r] for v, r in runs.items()}
     report = {'machine': machine(), 'config': dict(config(args, epochs=LONG_EPOCHS), seeds=args.seeds),
               'runs': runs, 'summary': summarise_long(runs)}
     write(out, report)
@@ -457,7 +453,7 @@ def main(argv=None):
     train_iter, vocab = d2lrnn.load_data_time_machine(
         args.batch_size, args.num_steps, max_tokens=args.max_tokens)
     report['speed'] = measure_speed(args, train_iter, len(vocab))
-    runs = run_children(args, args.variants, args.epochs)
+    runs = {v: r[0] for v, r in run_children(args, args.variants, args.epochs).items()}
     report['memory'] = {v: {k: r[k] for k in ('baseline_rss_mib', 'peak_rss_growth_mib')}
                         for v, r in runs.items()}
     report['onednn_runtime_mib'] = _result(subprocess.Popen(
