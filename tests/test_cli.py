@@ -428,6 +428,23 @@ def test_a_second_train_on_the_same_out_stops_while_the_first_runs(tmp_path):
     assert ckpt.load(out).progress['epoch'] == done + 1
 
 
+def test_a_checkpoint_written_while_train_starts_is_not_overwritten(capsys, good, tmp_path,
+                                                                    monkeypatch):
+    # Another run saves after this one has checked --out but before it takes the lock.
+    out, ensure_writable = tmp_path / 'run', cli.ensure_writable
+
+    def another_run_saves(directory):
+        ensure_writable(directory)
+        shutil.copytree(good, directory, dirs_exist_ok=True)
+
+    monkeypatch.setattr(cli, 'ensure_writable', another_run_saves)
+    code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 1, '--out', out)
+    assert code == 1
+    assert err == (f'd2lrnn: error: the checkpoint in {out} changed while this command '
+                   'started; run it again.\n')
+    assert snapshot_bytes(out) == {**snapshot_bytes(good), cli.LOCK: b''}
+
+
 def test_train_refuses_resume_and_force_together(capsys, good):
     assert_refused(capsys, ['train', '--out', good, '--resume', '--force'],
                    '--resume continues', good)
