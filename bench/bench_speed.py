@@ -195,6 +195,18 @@ def rss_kib(field):
     raise RuntimeError(f'/proc/self/status has no {field}')
 
 
+def reset_peak_rss():
+    """Reset the peak (VmHWM) to the current resident memory; return that, in KiB."""
+    npx.waitall()
+    Path('/proc/self/clear_refs').write_text('5')
+    return rss_kib('VmRSS')
+
+
+def peak_rss_growth_mib(baseline):
+    """How far the resident memory rose above `baseline` (KiB) at its peak, in MiB."""
+    return (rss_kib('VmHWM') - baseline) / 1024
+
+
 def onednn_runtime():
     """Print, as a JSON line, how much resident memory oneDNN takes on first use.
 
@@ -203,14 +215,12 @@ def onednn_runtime():
     and the section's model, made of OpenBLAS and MXNet's own loops, does not.
     """
     H, W = np.random.normal(size=(32, 512)), np.random.normal(size=(512, 512))
-    npx.waitall()
-    Path('/proc/self/clear_refs').write_text('5')
-    baseline = rss_kib('VmRSS')
+    baseline = reset_peak_rss()
     npx.fully_connected(W, H, no_bias=True, num_hidden=32)
     npx.fully_connected(H, W, no_bias=True, num_hidden=512)
     npx.activation(H, act_type='tanh')
     npx.waitall()
-    print(json.dumps({'peak_rss_growth_mib': (rss_kib('VmHWM') - baseline) / 1024}))
+    print(json.dumps({'peak_rss_growth_mib': peak_rss_growth_mib(baseline)}))
 
 
 def child(args):
@@ -220,9 +230,7 @@ def child(args):
     random.seed(0)
     train_iter, vocab = d2lrnn.load_data_time_machine(
         args.batch_size, args.num_steps, max_tokens=args.max_tokens)
-    npx.waitall()
-    Path('/proc/self/clear_refs').write_text('5')  # reset the peak (VmHWM) to the current RSS
-    baseline = rss_kib('VmRSS')
+    baseline = reset_peak_rss()
     mx.random.seed(args.seed)
     random.seed(args.seed)
     model, updater = make_model(args.child, len(vocab), args.num_hiddens)
@@ -240,7 +248,7 @@ def child(args):
                       'perplexity': ppls[-1],
                       'perplexities': ppls, 'seconds': time.perf_counter() - start,
                       'baseline_rss_mib': baseline / 1024,
-                      'peak_rss_growth_mib': (rss_kib('VmHWM') - baseline) / 1024}))
+                      'peak_rss_growth_mib': peak_rss_growth_mib(baseline)}))
 
 
 def run_children(args, variants, epochs, seeds=(0,), jobs=1, progress=None):
