@@ -188,6 +188,7 @@ class _BPTTBackward(gluon.HybridBlock):
         E = F.np.concatenate([_transpose(F, one_hot), F.np.ones((1, (num_steps + 1) * batch_size))])
         # E: one-hot rows of the inputs (none for the last column block), then ones
         dW_xh_b_h = F.npx.fully_connected(E, dA, no_bias=True, num_hidden=num_hiddens)
+        # (vocab_size + 1, vocab_size): only the last row, from the ones, is used (db_q)
         db_q = F.npx.fully_connected(E, dY, no_bias=True, num_hidden=vocab_size)
         return (F.npx.slice(dW_xh_b_h, begin=(0,), end=(vocab_size,)),  # dW_xh (vocab_size, num_hiddens)
                 F.npx.fully_connected(H, dA, no_bias=True, num_hidden=num_hiddens),  # dW_hh
