@@ -7,20 +7,24 @@ section does in its first cell.
 import warnings
 
 with warnings.catch_warnings():
-    # mxnet 1.9.1 touches names that NumPy 1.20+ and Python 3.10+ deprecate
-    # (np.bool, np.mirr, distutils): a dozen warnings on import, not ours to fix.
-    warnings.filterwarnings('ignore', category=DeprecationWarning, module='mxnet')
+    # mxnet 1.9.1 touches names that NumPy 1.20+ and Python 3.10+
+    # deprecate (np.bool, np.mirr, distutils): a dozen warnings on import,
+    # not ours to fix.
+    warnings.filterwarnings('ignore', category=DeprecationWarning,
+                            module='mxnet')
     from mxnet import npx
 
-from .data import (SeqDataLoader, Vocab, count_corpus, load_corpus_time_machine,
-                   load_data_time_machine, read_time_machine, seq_data_iter_consecutive,
+from .data import (SeqDataLoader, Vocab, count_corpus,
+                   load_corpus_time_machine, load_data_time_machine,
+                   read_time_machine, seq_data_iter_consecutive,
                    seq_data_iter_random, seq_data_iter_sequential, tokenize)
 from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
 from .fast import FastRNNScratch
 from .model import RNNModelScratch, get_params, init_rnn_state, rnn
 from .plot import Animator
 from .predict import predict_ch8
-from .train import grad_clipping, sgd, train_ch8, train_epoch_ch8
+from .train import (ProgressLog, grad_clipping, sgd, train_ch8,
+                    train_epoch_ch8)
 from .utils import Accumulator, Timer, show_source, try_gpu
 
 npx.set_np()

@@ -1,4 +1,4 @@
-"""A line plot that grows while a model trains: live in a notebook, silent elsewhere."""
+"""A plot that grows while a model trains: live in a notebook, else silent."""
 import io
 
 
@@ -30,7 +30,8 @@ class Animator:
         # the inline backend at the end of the cell.
         from matplotlib.figure import Figure
         self.fig = Figure(figsize=figsize, layout='tight')
-        self.axes = list(self.fig.subplots(nrows, ncols, squeeze=False).ravel())
+        axes = self.fig.subplots(nrows, ncols, squeeze=False)
+        self.axes = list(axes.ravel())
         self.labels = dict(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=ylim,
                            xscale=xscale, yscale=yscale)
         self.legend, self.fmts = legend, fmts
@@ -39,7 +40,7 @@ class Animator:
         self._handle = None
 
     def add(self, x, y):
-        """Add one point per line: `y` is a number or a list, `x` likewise or shared."""
+        """Add a point per line: `y` a number or a list, `x` too or shared."""
         if not hasattr(y, '__len__'):
             y = [y]
         n = len(y)
@@ -82,7 +83,7 @@ class Animator:
             self._handle.update(self._displayable())
 
     def _displayable(self):
-        """The figure where IPython can draw it (after %matplotlib inline), else a PNG of it."""
+        """The figure if IPython can draw it (%matplotlib inline), else PNG."""
         from IPython import get_ipython
         from IPython.display import Image
         # Without pyplot or %matplotlib inline no formatter knows a Figure,

@@ -145,6 +145,36 @@ def test_train_ch8_plots_every_10_epochs_and_prints_three_lines(seed, ctx, make_
     assert animator.Y[0][-1] == ppl
 
 
+def test_a_progress_log_measures_at_the_plotted_epochs_without_changing_training(
+        seed, ctx, make_model):
+    def run(with_log):
+        seed()
+        train_iter, vocab = d2lrnn.load_data_time_machine(8, 10, max_tokens=1000)
+        model = make_model(len(vocab), 16)
+        animator = d2lrnn.Animator(display=False)
+        log = d2lrnn.ProgressLog(
+            animator,
+            sample=lambda: d2lrnn.predict_ch8('time', 10, model, vocab, ctx),
+            norm=lambda: float(sum((p ** 2).sum() for p in model.params)))
+        with contextlib.redirect_stdout(io.StringIO()):
+            ppl = d2lrnn.train_ch8(model, train_iter, vocab, 1, 21, ctx,
+                                   animator=log if with_log else animator)
+        return log, animator, ppl, [p.asnumpy() for p in model.params]
+
+    log, animator, ppl, params = run(True)
+    assert [r['epoch'] for r in log.rows] == [1, 11, 21]
+    assert [r['perplexity'] for r in log.rows] == animator.Y[0]  # passed on
+    assert log.rows[-1]['perplexity'] == ppl
+    assert all(len(r['sample']) == 4 + 10 and r['sample'].startswith('time')
+               for r in log.rows)
+    norms = [r['norm'] for r in log.rows]
+    assert len(set(norms)) == 3  # measured at three different moments
+    _, _, ppl_plain, params_plain = run(False)
+    assert ppl == ppl_plain
+    for a, b in zip(params, params_plain):
+        onp.testing.assert_array_equal(a, b)
+
+
 def test_train_ch8_trains_a_gluon_model(seed, ctx):
     class GluonRNN(gluon.Block):
         """A minimal Gluon language model with the scratch model's interface."""
