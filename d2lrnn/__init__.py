@@ -21,6 +21,7 @@ from .data import (SeqDataLoader, Vocab, count_corpus,
 from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
 from .fast import FastRNNScratch
 from .model import RNNModelScratch, get_params, init_rnn_state, rnn
+from .ngram import NGramLM, ngram_perplexity
 from .plot import Animator
 from .predict import predict_ch8
 from .train import (ProgressLog, grad_clipping, sgd, train_ch8,
