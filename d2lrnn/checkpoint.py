@@ -5,7 +5,7 @@ A checkpoint directory holds::
     manifest.json                  format and version; names the four files below,
                                    each with its size and SHA-256
     params-<sha256[:16]>.params    W_xh, W_hh, b_h, W_hq, b_q (MXNet's array format)
-    vocab-<sha256[:16]>.json       Vocab.state()
+    vocab-<sha256[:16]>.json       vocab_state(vocab)
     config-<sha256[:16]>.json      how the model was built and trained
     progress-<sha256[:16]>.json    epochs done, Python's random state, history
 
@@ -56,6 +56,30 @@ def param_shapes(vocab_size, num_hiddens):
     return {'W_xh': (V, H), 'W_hh': (H, H), 'b_h': (H,), 'W_hq': (H, V), 'b_q': (V,)}
 
 
+def vocab_state(vocab):
+    """Everything that defines `vocab`, as JSON-ready lists and numbers."""
+    state = {'idx_to_token': list(vocab.idx_to_token),
+             'token_freqs': [list(pair) for pair in vocab.token_freqs],
+             'unk': vocab.unk}
+    if hasattr(vocab, 'pad'):
+        state.update(pad=vocab.pad, bos=vocab.bos, eos=vocab.eos)
+    return state
+
+
+def vocab_from_state(state):
+    """The vocabulary that ``vocab_state`` described (say read from JSON)."""
+    vocab = Vocab([])
+    vocab.idx_to_token = list(state['idx_to_token'])
+    vocab.token_to_idx = {token: idx
+                          for idx, token in enumerate(vocab.idx_to_token)}
+    vocab.token_freqs = [tuple(pair) for pair in state['token_freqs']]
+    vocab.unk = state['unk']
+    if 'pad' in state:
+        vocab.pad, vocab.bos, vocab.eos = (state['pad'], state['bos'],
+                                           state['eos'])
+    return vocab
+
+
 def exists(directory):
     """True if `directory` holds a checkpoint (good or damaged): it has a manifest."""
     return (Path(directory) / MANIFEST).exists()
@@ -68,7 +92,8 @@ def save(directory, checkpoint):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {'params': _write_params(directory, checkpoint.params),
-             'vocab': _write_json(directory, 'vocab', checkpoint.vocab.state()),
+             'vocab': _write_json(directory, 'vocab',
+                                  vocab_state(checkpoint.vocab)),
              'config': _write_json(directory, 'config', checkpoint.config),
              'progress': _write_json(directory, 'progress', checkpoint.progress)}
     manifest = {'format': FORMAT, 'format_version': FORMAT_VERSION,
@@ -246,7 +271,7 @@ def _parse_json(directory, role, data):
 
 
 def _parse_vocab(directory, state):
-    """The vocabulary of ``Vocab.state()``'s JSON, after checking that it is one."""
+    """The vocabulary in ``vocab_state``'s JSON, once checked to be one."""
     if not (isinstance(state, dict) and isinstance(state.get('idx_to_token'), list)
             and state['idx_to_token']
             and all(isinstance(t, str) for t in state['idx_to_token'])
@@ -259,7 +284,7 @@ def _parse_vocab(directory, state):
             and 'unk' in state):
         raise _damaged(directory, 'its vocab file does not hold a vocabulary')
     try:
-        return Vocab.from_state(state)
+        return vocab_from_state(state)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise _damaged(directory, f'its vocab file does not hold a vocabulary: {e}') from None
 

@@ -5,19 +5,26 @@ This is the pipeline of D2L section 8.3 that section 8.5 builds on::
     timemachine.txt ─read_time_machine─▶ lines of letters and spaces
         "the time machine by h g wells "
     ─tokenize(token='char')─▶ [['t','h','e',' ', ...], ...]
-    ─Vocab─▶ <unk>=0, ' '=1, 'e'=2, 't'=3, ...      (28 tokens, most frequent first)
-    ─load_corpus_time_machine─▶ corpus = [3, 9, 2, 1, 3, 5, ...]  (first 10,000 ids)
+    ─Vocab─▶ <unk>=0, ' '=1, 'e'=2, 't'=3, ...
+        (28 tokens, most frequent first)
+    ─load_corpus_time_machine─▶ corpus = [3, 9, 2, 1, 3, 5, ...]
+        (the first 10,000 ids)
 
-and then, for batch_size=2, num_steps=3, the two ways of cutting the corpus::
+and then, for batch_size=2, num_steps=3, the two ways of cutting the
+corpus::
 
     corpus (after a random offset):  a b c d e f g h i j k l m
-    sequential:   stream 0:  a b c | d e f      X1 = [[a b c],   X2 = [[d e f],
-                  stream 1:  g h i | j k l            [g h i]]         [j k l]]
-                  (row i of X2 continues row i of X1, so the hidden state can too)
-    random:       subsequences [a b c] [d e f] [g h i] [j k l] in shuffled order,
-                  two per minibatch; neighbouring rows have nothing to do with each other
 
-In both, Y is X shifted one token to the right: the model predicts the next token.
+    sequential:  stream 0:  a b c | d e f    X1 = [[a b c],  X2 = [[d e f],
+                 stream 1:  g h i | j k l          [g h i]]        [j k l]]
+                 (row i of X2 continues row i of X1, so the hidden
+                 state can too)
+    random:      subsequences [a b c] [d e f] [g h i] [j k l] in shuffled
+                 order, two per minibatch; neighbouring rows have nothing
+                 to do with each other
+
+In both, Y is X shifted one token to the right: the model predicts the
+next token.
 """
 import collections
 import hashlib
@@ -40,7 +47,7 @@ def sha1_of(path):
 
 
 def check_sha1(path, expected):
-    """Raise if the file at `path` is missing or its SHA-1 is not `expected`."""
+    """Raise if the file at `path` is missing or its SHA-1 isn't `expected`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -49,8 +56,8 @@ def check_sha1(path, expected):
     actual = sha1_of(path)
     if actual != expected:
         raise ValueError(
-            f'{path} has SHA-1 {actual}, expected {expected}: the file was altered; '
-            'reinstall d2lrnn to restore it.')
+            f'{path} has SHA-1 {actual}, expected {expected}: '
+            'the file was altered; reinstall d2lrnn to restore it.')
 
 
 def read_text(path, encoding='utf-8', errors='replace'):
@@ -58,21 +65,22 @@ def read_text(path, encoding='utf-8', errors='replace'):
 
     Only ASCII letters survive ``preprocess_lines``, so with the default
     ``errors='replace'`` bytes that are not valid `encoding` (say a
-    Windows-1252 quote in a UTF-8 read) become U+FFFD and then spaces, as the
-    character they stand for would: any ASCII-based encoding gives the same
-    lines. With ``errors='strict'`` such bytes raise ``ValueError`` instead.
-    Text mode: '\r\n' and '\r' read as '\n'.
+    Windows-1252 quote in a UTF-8 read) become U+FFFD and then spaces, as
+    the character they stand for would: any ASCII-based encoding gives the
+    same lines. With ``errors='strict'`` such bytes raise ``ValueError``
+    instead. Text mode: '\r\n' and '\r' read as '\n'.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: no such file; give the path of a text file.')
+        raise FileNotFoundError(
+            f'{path}: no such file; give the path of a text file.')
     try:
         with open(path, encoding=encoding, errors=errors) as f:
             return f.read()
     except UnicodeDecodeError as e:
         raise ValueError(
-            f'{path} is not valid {encoding} text (byte {e.start}: {e.reason}); '
-            'pass the right encoding.') from None
+            f'{path} is not valid {encoding} text (byte {e.start}: '
+            f'{e.reason}); pass the right encoding.') from None
 
 
 def clean(text):
@@ -81,9 +89,13 @@ def clean(text):
 
 
 def preprocess_lines(text):
-    """Strip and lower-case each line; every run of non-letters becomes one space (D2L 8.3)."""
-    # Lines end at '\n' only, as the original's readlines() splits them (not
-    # str.splitlines(), which also splits at form feeds and other separators).
+    """Strip and lower-case each line, letters only (D2L 8.3).
+
+    Every run of non-letters becomes one space.
+    """
+    # Lines end at '\n' only, as the original's readlines() splits them
+    # (not str.splitlines(), which also splits at form feeds and other
+    # separators).
     lines = text.split('\n')
     if lines[-1] == '':  # the text ends with a newline, or is empty
         lines.pop()
@@ -93,9 +105,10 @@ def preprocess_lines(text):
 def read_time_machine(path=None):
     """Lines of The Time Machine, or of the text file at `path` (D2L 8.3).
 
-    The bundled book is checked against its SHA-1 first. Unlike the original,
-    which reads ``../data/timemachine.txt`` relative to the working directory,
-    the text ships inside the package, so nothing is downloaded.
+    The bundled book is checked against its SHA-1 first. Unlike the
+    original, which reads ``../data/timemachine.txt`` relative to the
+    working directory, the text ships inside the package, so nothing is
+    downloaded.
     """
     if path is None:
         check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
@@ -124,11 +137,12 @@ def count_corpus(tokens):
 
 
 class Vocab:
-    """Map tokens to indices and back; unknown tokens map to ``<unk>`` (D2L 8.3)."""
+    """Map tokens to indices and back, unknowns to ``<unk>`` (D2L 8.3)."""
 
     def __init__(self, tokens, min_freq=0, use_special_tokens=False):
         counter = count_corpus(tokens)
-        # Most frequent first; ties in alphabetical order (the sort is stable).
+        # Most frequent first; ties in alphabetical order (the sort is
+        # stable).
         self.token_freqs = sorted(counter.items(), key=lambda x: x[0])
         self.token_freqs.sort(key=lambda x: x[1], reverse=True)
         if use_special_tokens:
@@ -139,28 +153,8 @@ class Vocab:
         uniq_tokens += [token for token, freq in self.token_freqs
                         if freq >= min_freq and token not in uniq_tokens]
         self.idx_to_token = uniq_tokens
-        self.token_to_idx = {token: idx for idx, token in enumerate(uniq_tokens)}
-
-    @classmethod
-    def from_state(cls, state):
-        """Rebuild a vocabulary from ``vocab.state()`` (for example read back from JSON)."""
-        vocab = cls([])
-        vocab.idx_to_token = list(state['idx_to_token'])
-        vocab.token_to_idx = {token: idx for idx, token in enumerate(vocab.idx_to_token)}
-        vocab.token_freqs = [tuple(pair) for pair in state['token_freqs']]
-        vocab.unk = state['unk']
-        if 'pad' in state:
-            vocab.pad, vocab.bos, vocab.eos = state['pad'], state['bos'], state['eos']
-        return vocab
-
-    def state(self):
-        """Everything that defines this vocabulary, as JSON-ready lists and numbers."""
-        state = {'idx_to_token': list(self.idx_to_token),
-                 'token_freqs': [list(pair) for pair in self.token_freqs],
-                 'unk': self.unk}
-        if hasattr(self, 'pad'):
-            state.update(pad=self.pad, bos=self.bos, eos=self.eos)
-        return state
+        self.token_to_idx = {token: idx
+                             for idx, token in enumerate(uniq_tokens)}
 
     def __len__(self):
         return len(self.idx_to_token)
@@ -177,15 +171,16 @@ class Vocab:
 
 
 def check_has_letters(lines, source='the text'):
-    """Raise ValueError naming `source` unless some line of `lines` holds a letter."""
+    """Raise ValueError naming `source` unless some line holds a letter."""
     if not any(ch.isalpha() for line in lines for ch in line):
         raise ValueError(f'{source} holds no letters: nothing to learn from.')
 
 
 def corpus_of(lines, vocab=None, source='the text'):
-    """(character ids, vocabulary) of `lines`; the vocabulary is built from them unless given.
+    """(character ids, vocabulary) of `lines`.
 
-    Raises ``ValueError`` naming `source` if no line holds a letter.
+    The vocabulary is built from `lines` unless given. Raises
+    ``ValueError`` naming `source` if no line holds a letter.
     """
     check_has_letters(lines, source)
     tokens = tokenize(lines, 'char')
@@ -195,33 +190,43 @@ def corpus_of(lines, vocab=None, source='the text'):
 
 
 def load_corpus_time_machine(max_tokens=-1, path=None):
-    """Character ids of the book and its vocabulary; keep the first `max_tokens` ids (D2L 8.3).
+    """Character ids of the book and its vocabulary (D2L 8.3).
 
-    The vocabulary is built from the whole text, before the cut. `path` reads
-    another text file instead of The Time Machine; a text without a single
-    letter raises ``ValueError``.
+    Only the first `max_tokens` ids are kept, but the vocabulary is built
+    from the whole text, before the cut. `path` reads another text file
+    instead of The Time Machine; a text without a single letter raises
+    ``ValueError``.
     """
-    corpus, vocab = corpus_of(read_time_machine(path), source=path or TIME_MACHINE)
+    corpus, vocab = corpus_of(read_time_machine(path),
+                              source=path or TIME_MACHINE)
     if max_tokens > 0:
         corpus = corpus[:max_tokens]
     return corpus, vocab
 
 
 def check_positive(**values):
-    """Raise ValueError naming the first argument that is not a positive integer."""
+    """Raise ValueError naming the first argument that is not an int > 0."""
     for name, value in values.items():
-        # Integral: numpy integers are fine too; bool is an int but never meant as a size.
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-            raise ValueError(f'{name} must be a positive integer, got {value!r}.')
+        # Integral: numpy integers are fine too; bool is an int but never
+        # meant as a size.
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or value <= 0):
+            raise ValueError(
+                f'{name} must be a positive integer, got {value!r}.')
 
 
 def check_positive_number(**values):
-    """Raise ValueError naming the first argument that is not a finite number > 0."""
+    """Raise ValueError naming the first argument that is not a number > 0.
+
+    Infinity and NaN are refused too.
+    """
     for name, value in values.items():
-        # Real: numpy floats and integers are fine too; bool is a number but never meant as one.
+        # Real: numpy floats and integers are fine too; bool is a number
+        # but never meant as one.
         if (isinstance(value, bool) or not isinstance(value, numbers.Real)
                 or not math.isfinite(value) or value <= 0):
-            raise ValueError(f'{name} must be a finite number > 0, got {value!r}.')
+            raise ValueError(
+                f'{name} must be a finite number > 0, got {value!r}.')
 
 
 def check_corpus_length(corpus, batch_size, num_steps):
@@ -231,15 +236,17 @@ def check_corpus_length(corpus, batch_size, num_steps):
     needed = (batch_size + 1) * num_steps + 1
     if len(corpus) < needed:
         raise ValueError(
-            f'the corpus has {len(corpus)} tokens, too few for one minibatch of '
-            f'batch_size={batch_size} x num_steps={num_steps}: it needs at least {needed}. '
-            'Use a longer text (or a larger max_tokens), or a smaller batch_size or num_steps.')
+            f'the corpus has {len(corpus)} tokens, too few for one '
+            f'minibatch of batch_size={batch_size} x num_steps={num_steps}: '
+            f'it needs at least {needed}. Use a longer text (or a larger '
+            'max_tokens), or a smaller batch_size or num_steps.')
 
 
 def seq_data_iter_random(corpus, batch_size, num_steps):
     """Minibatches of subsequences drawn in random order (D2L 8.3).
 
-    Raises ``ValueError`` at once where the original would silently yield nothing.
+    Raises ``ValueError`` at once where the original would silently yield
+    nothing.
     """
     check_corpus_length(corpus, batch_size, num_steps)
     return _random_batches(corpus, batch_size, num_steps)
@@ -252,18 +259,21 @@ def _random_batches(corpus, batch_size, num_steps):
     num_subseqs = (len(corpus) - 1) // num_steps
     starts = list(range(0, num_subseqs * num_steps, num_steps))
     random.shuffle(starts)
-    num_batches = num_subseqs // batch_size  # the partial last minibatch is dropped
+    # The partial last minibatch is dropped.
+    num_batches = num_subseqs // batch_size
     for i in range(0, batch_size * num_batches, batch_size):
         batch_starts = starts[i:i + batch_size]
         X = [corpus[j:j + num_steps] for j in batch_starts]
         Y = [corpus[j + 1:j + 1 + num_steps] for j in batch_starts]
-        yield np.array(X), np.array(Y)  # (batch_size, num_steps) each, float32
+        yield np.array(X), np.array(Y)  # (batch_size, num_steps), float32
 
 
 def seq_data_iter_sequential(corpus, batch_size, num_steps):
-    """Minibatches whose rows continue the rows of the previous minibatch (D2L 8.3).
+    """Minibatches whose rows continue those of the last one (D2L 8.3).
 
-    Raises ``ValueError`` at once where the original would silently yield nothing.
+    Row i of a minibatch picks up the text where row i of the previous
+    minibatch stopped. Raises ``ValueError`` at once where the original
+    would silently yield nothing.
     """
     check_corpus_length(corpus, batch_size, num_steps)
     return _sequential_batches(corpus, batch_size, num_steps)
@@ -272,7 +282,8 @@ def seq_data_iter_sequential(corpus, batch_size, num_steps):
 def _sequential_batches(corpus, batch_size, num_steps, offset=None):
     if offset is None:  # a new random start for every pass
         offset = random.randint(0, num_steps)
-    # The largest multiple of batch_size that still leaves one token for the labels.
+    # The largest multiple of batch_size that still leaves one token for
+    # the labels.
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
     Xs = np.array(corpus[offset:offset + num_tokens])
     Ys = np.array(corpus[offset + 1:offset + 1 + num_tokens])
@@ -288,10 +299,11 @@ seq_data_iter_consecutive = seq_data_iter_sequential
 
 
 class SeqDataLoader:
-    """An iterable over minibatches of a corpus; each pass draws a new offset (D2L 8.3).
+    """An iterable over minibatches of a corpus (D2L 8.3).
 
-    `path` reads another text file instead of The Time Machine; `corpus` and
-    `vocab` use ids and a vocabulary that the caller already has.
+    Each pass draws a new offset. `path` reads another text file instead
+    of The Time Machine; `corpus` and `vocab` use ids and a vocabulary
+    that the caller already has.
     """
 
     def __init__(self, batch_size, num_steps, use_random_iter, max_tokens,
@@ -301,17 +313,20 @@ class SeqDataLoader:
         if corpus is None:
             corpus, vocab = load_corpus_time_machine(max_tokens, path)
         elif vocab is None:
-            raise ValueError('a corpus needs its vocab: pass both, or neither.')
+            raise ValueError(
+                'a corpus needs its vocab: pass both, or neither.')
         self.corpus, self.vocab = corpus, vocab
         self.batch_size, self.num_steps = batch_size, num_steps
         check_corpus_length(corpus, batch_size, num_steps)
 
     def __iter__(self):
-        return self.data_iter_fn(self.corpus, self.batch_size, self.num_steps)
+        return self.data_iter_fn(self.corpus, self.batch_size,
+                                 self.num_steps)
 
 
 def load_data_time_machine(batch_size, num_steps, use_random_iter=False,
                            max_tokens=10000, path=None):
-    """The minibatch iterator and the vocabulary of The Time Machine (D2L 8.3)."""
-    data_iter = SeqDataLoader(batch_size, num_steps, use_random_iter, max_tokens, path)
+    """The minibatch iterator and vocabulary of The Time Machine (D2L 8.3)."""
+    data_iter = SeqDataLoader(batch_size, num_steps, use_random_iter,
+                              max_tokens, path)
     return data_iter, data_iter.vocab

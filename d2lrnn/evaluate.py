@@ -17,40 +17,48 @@ from .utils import Accumulator, perplexity
 
 
 def split_corpus(corpus, train_fraction=0.9):
-    """Cut `corpus` into (training ids, validation ids) at `train_fraction` of its length."""
+    """Cut `corpus` into (training ids, validation ids).
+
+    The cut falls at `train_fraction` of its length.
+    """
     if not 0 < train_fraction < 1:
-        raise ValueError(f'train_fraction must lie strictly between 0 and 1, got {train_fraction!r}.')
+        raise ValueError(
+            'train_fraction must lie strictly between 0 and 1, '
+            f'got {train_fraction!r}.')
     cut = int(len(corpus) * train_fraction)
     train, valid = corpus[:cut], corpus[cut:]
     if not train or not valid:
-        raise ValueError(f'a corpus of {len(corpus)} tokens is too short to split '
-                         f'at {train_fraction}: one part would be empty.')
+        raise ValueError(
+            f'a corpus of {len(corpus)} tokens is too short to split '
+            f'at {train_fraction}: one part would be empty.')
     return train, valid
 
 
 def seq_data_iter_eval(corpus, batch_size, num_steps):
-    """Sequential minibatches from the first token, with no random offset: repeatable.
+    """Sequential minibatches from the first token, no random offset.
 
-    Like ``seq_data_iter_sequential`` but deterministic; the tail that does not
-    fill a (batch_size, num_steps) block is left out.
+    Like ``seq_data_iter_sequential`` but repeatable; the tail that does
+    not fill a (batch_size, num_steps) block is left out.
     """
     check_positive(batch_size=batch_size, num_steps=num_steps)
     num_tokens = ((len(corpus) - 1) // batch_size) * batch_size
     if num_tokens // batch_size < num_steps:
         raise ValueError(
-            f'the text has {len(corpus)} tokens, too few to score with batch_size={batch_size} '
-            f'and num_steps={num_steps}: it needs at least {batch_size * num_steps + 1}. '
+            f'the text has {len(corpus)} tokens, too few to score with '
+            f'batch_size={batch_size} and num_steps={num_steps}: it needs '
+            f'at least {batch_size * num_steps + 1}. '
             'Use a longer text or smaller batch_size and num_steps.')
     return list(_sequential_batches(corpus, batch_size, num_steps, offset=0))
 
 
 def scored_minibatches(model, data_iter, ctx, use_random_iter=False):
-    """Run `model` over the minibatches of `data_iter` without training; yield ``(py, y)``.
+    """Run `model` over `data_iter` without training; yield ``(py, y)``.
 
-    `py` is the model's output for a minibatch, shaped (num_steps * batch_size,
-    vocab_size), and `y` the labels in the same order (``Y.T.reshape(-1)``),
-    both on `ctx`. The state starts at zero and, unless `use_random_iter`, is
-    carried from one minibatch to the next, as in training.
+    `py` is the model's output for a minibatch, shaped
+    (num_steps * batch_size, vocab_size), and `y` the labels in the same
+    order (``Y.T.reshape(-1)``), both on `ctx`. The state starts at zero
+    and, unless `use_random_iter`, is carried from one minibatch to the
+    next, as in training.
     """
     state = None
     for X, Y in data_iter:
@@ -62,7 +70,7 @@ def scored_minibatches(model, data_iter, ctx, use_random_iter=False):
 
 
 def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
-    """Perplexity of `model` over the minibatches of `data_iter`, without training.
+    """Perplexity of `model` over the minibatches of `data_iter`, no training.
 
     The state starts at zero and, unless `use_random_iter`, is carried from
     one minibatch to the next, as in training (``scored_minibatches``).
@@ -72,5 +80,6 @@ def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
     for py, y in scored_minibatches(model, data_iter, ctx, use_random_iter):
         metric.add(loss(py, y).sum(), y.size)
     if metric[1] == 0:
-        raise ValueError('the data iterator yielded no minibatch: nothing to evaluate.')
+        raise ValueError(
+            'the data iterator yielded no minibatch: nothing to evaluate.')
     return perplexity(metric[0], metric[1])

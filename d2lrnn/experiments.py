@@ -23,56 +23,65 @@ import numpy as onp
 from mxnet import autograd, gluon, np, npx
 
 from .data import check_positive, check_positive_number
-from .evaluate import evaluate_perplexity, scored_minibatches, seq_data_iter_eval
+from .evaluate import (evaluate_perplexity, scored_minibatches,
+                       seq_data_iter_eval)
 from .model import RNNModelScratch
 from .train import grad_clipping, sgd
 from .utils import Accumulator, Timer, perplexity
 
 
-# Exercise 1: token ids instead of one-hot vectors ------------------------------------------
+# Exercise 1: token ids instead of one-hot vectors ----------------------------
 
 def rnn_lookup(inputs, state, params):
-    """``d2lrnn.rnn`` fed with token ids instead of one-hot vectors (exercise 1).
+    """``d2lrnn.rnn`` fed with token ids, not one-hot vectors (exercise 1).
 
-    `inputs` holds ids, shaped (num_steps, batch_size). Step t reads the rows
-    of ``W_xh`` that the ids name (``np.take``), which is what the product of
-    a one-hot matrix with ``W_xh`` computes. Everything else is ``rnn``.
+    `inputs` holds ids, shaped (num_steps, batch_size). Step t reads the
+    rows of ``W_xh`` that the ids name (``np.take``), which is what the
+    product of a one-hot matrix with ``W_xh`` computes. Everything else is
+    ``rnn``.
     """
     W_xh, W_hh, b_h, W_hq, b_q = params
     if inputs.ndim != 2:
-        raise ValueError(f'inputs must be token ids shaped (num_steps, batch_size), '
-                         f'got shape {inputs.shape}.')
+        raise ValueError(
+            'inputs must be token ids shaped (num_steps, batch_size), '
+            f'got shape {inputs.shape}.')
     H, = state
     outputs = []
     for ids in inputs:  # ids: (batch_size,)
-        X_W = np.take(W_xh, ids.astype('int32'), axis=0)  # (batch_size, num_hiddens)
+        # (batch_size, num_hiddens)
+        X_W = np.take(W_xh, ids.astype('int32'), axis=0)
         H = np.tanh(X_W + np.dot(H, W_hh) + b_h)
         outputs.append(np.dot(H, W_hq) + b_q)
     return np.concatenate(outputs, axis=0), (H,)
 
 
 class LookupRNNScratch(RNNModelScratch):
-    """``RNNModelScratch`` without the one-hot step: the forward function gets ids.
+    """``RNNModelScratch`` without one-hot: the forward function gets ids.
 
-    Same parameters (made by `get_params`), same state, same outputs; only the
-    input side differs: ``forward(X.T, state, params)`` with X the
+    Same parameters (made by `get_params`), same state, same outputs; only
+    the input side differs: ``forward(X.T, state, params)`` with X the
     (batch_size, num_steps) ids, no ``npx.one_hot``.
     """
 
     def __init__(self, vocab_size, num_hiddens, ctx, get_params, init_state,
                  forward=rnn_lookup):
-        super().__init__(vocab_size, num_hiddens, ctx, get_params, init_state, forward)
+        super().__init__(vocab_size, num_hiddens, ctx, get_params,
+                         init_state, forward)
 
     def __call__(self, X, state):
         if X.ndim != 2:
-            raise ValueError(f'X must be token ids shaped (batch_size, num_steps), got shape {X.shape}.')
-        if X.size and (float(X.min()) < 0 or float(X.max()) >= self.vocab_size):
-            raise ValueError(f'token ids must lie in [0, {self.vocab_size}), '
-                             f'got ids from {float(X.min())} to {float(X.max())}.')
+            raise ValueError(
+                'X must be token ids shaped (batch_size, num_steps), '
+                f'got shape {X.shape}.')
+        if X.size and (float(X.min()) < 0
+                       or float(X.max()) >= self.vocab_size):
+            raise ValueError(
+                f'token ids must lie in [0, {self.vocab_size}), got ids '
+                f'from {float(X.min())} to {float(X.max())}.')
         return self.forward_fn(X.T, state, self.params)
 
 
-# Exercises 2, 4, 5 and 6: training with a record of every step -----------------------------
+# Exercises 2, 4, 5 and 6: training with a record of every step ---------------
 
 STATE_MODES = ('detach', 'keep', 'retain')
 
@@ -82,13 +91,14 @@ def _check_theta(theta):
         try:
             check_positive_number(theta=theta)
         except ValueError:
-            raise ValueError(f'theta must be a finite number > 0 or None (no clipping), '
-                             f'got {theta!r}.') from None
+            raise ValueError(
+                'theta must be a finite number > 0 or None (no clipping), '
+                f'got {theta!r}.') from None
 
 
 def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
                 theta=1, state_mode='detach', on_step=None):
-    """One pass over `train_iter` like ``train_epoch_ch8``, with two switches.
+    """One epoch like ``train_epoch_ch8``, with two switches.
 
     `theta` is the clipping threshold; ``theta=None`` turns clipping off (the
     norm is still measured). `state_mode` says what happens to the state
@@ -117,7 +127,8 @@ def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
     """
     _check_theta(theta)
     if state_mode not in STATE_MODES:
-        raise ValueError(f'state_mode must be one of {STATE_MODES}, got {state_mode!r}.')
+        raise ValueError(f'state_mode must be one of {STATE_MODES}, '
+                         f'got {state_mode!r}.')
     state, timer = None, Timer()
     metric = Accumulator(2)  # sum of losses over tokens, number of tokens
     for X, Y in train_iter:
@@ -132,7 +143,8 @@ def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
             py, state = model(X, state)
             l = loss(py, y).mean()
         l.backward(retain_graph=(state_mode == 'retain'))
-        norm = float(grad_clipping(model, math.inf if theta is None else theta))
+        norm = float(grad_clipping(model,
+                                   math.inf if theta is None else theta))
         lval = float(l)
         finite = math.isfinite(lval) and math.isfinite(norm)
         if finite:
@@ -143,18 +155,20 @@ def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
         if not finite:
             return math.inf, metric[1] / timer.stop(), False
     if metric[1] == 0:
-        raise ValueError('train_iter yielded no minibatch: the text is too short '
-                         'for this batch_size and num_steps.')
+        raise ValueError(
+            'train_iter yielded no minibatch: the text is too short '
+            'for this batch_size and num_steps.')
     return perplexity(metric[0], metric[1]), metric[1] / timer.stop(), True
 
 
 def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
               theta=1, valid_corpus=None, eval_every=1, eval_batch_size=32,
               eval_num_steps=35, on_epoch=None):
-    """Train a scratch model (anything with ``.params``) with SGD and record everything.
+    """Train a scratch model with SGD and record everything.
 
-    Each epoch is a ``train_epoch`` (state detached between minibatches).
-    Returns a dict of lists:
+    The model is anything with ``.params``. Each epoch is a
+    ``train_epoch`` (state detached between minibatches). Returns a dict
+    of lists:
 
     * ``epoch``, ``train_ppl``: training perplexity after each epoch;
     * ``step_loss``, ``step_norm``: mean loss and pre-clipping gradient norm
@@ -174,39 +188,45 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
     valid_iter = None
     if valid_corpus is not None:
         if len(valid_corpus) == 0:
-            raise ValueError('valid_corpus is empty: there is no held-out text to score.')
-        valid_iter = seq_data_iter_eval(valid_corpus, eval_batch_size, eval_num_steps)
+            raise ValueError('valid_corpus is empty: there is no held-out '
+                             'text to score.')
+        valid_iter = seq_data_iter_eval(valid_corpus, eval_batch_size,
+                                        eval_num_steps)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def updater(batch_size):
         sgd(model.params, lr, batch_size)
 
     record = dict(epoch=[], train_ppl=[], step_loss=[], step_norm=[],
-                  valid_epoch=[], valid_ppl=[], diverged_at_step=None, tokens_per_sec=None)
+                  valid_epoch=[], valid_ppl=[], diverged_at_step=None,
+                  tokens_per_sec=None)
 
     def on_step(lval, norm, seconds):
         record['step_loss'].append(lval)
         record['step_norm'].append(norm)
 
     for epoch in range(1, num_epochs + 1):
-        ppl, speed, finite = train_epoch(model, train_iter, loss, updater, ctx,
-                                         use_random_iter, theta=theta, on_step=on_step)
+        ppl, speed, finite = train_epoch(model, train_iter, loss, updater,
+                                         ctx, use_random_iter, theta=theta,
+                                         on_step=on_step)
         record['tokens_per_sec'] = speed
         if not finite:
             record['diverged_at_step'] = len(record['step_loss'])
             break
         record['epoch'].append(epoch)
         record['train_ppl'].append(ppl)
-        if valid_iter is not None and (epoch % eval_every == 0 or epoch == num_epochs):
+        if valid_iter is not None and (epoch % eval_every == 0
+                                       or epoch == num_epochs):
             record['valid_epoch'].append(epoch)
-            record['valid_ppl'].append(evaluate_perplexity(model, valid_iter, ctx))
+            record['valid_ppl'].append(
+                evaluate_perplexity(model, valid_iter, ctx))
         if on_epoch is not None:
             on_epoch(epoch, record)
     return record
 
 
 def rnn_relu(inputs, state, params):
-    """The forward function of ``d2lrnn.rnn`` with ReLU in place of tanh (exercise 6).
+    """The forward function ``d2lrnn.rnn`` with ReLU, not tanh (exercise 6).
 
     ``H_t = max(0, X_t W_xh + H_{t-1} W_hh + b_h)``: the hidden state is no
     longer confined to (-1, 1); it is non-negative and unbounded above.
@@ -221,19 +241,21 @@ def rnn_relu(inputs, state, params):
     return np.concatenate(outputs, axis=0), (H,)
 
 
-# Exercise 3: statistics of sampled text ----------------------------------------------------
+# Exercise 3: statistics of sampled text --------------------------------------
 
 def sharpen(p, alpha):
-    """q ∝ p**alpha, renormalised over the last axis (exercise 3), as a NumPy float64 array.
+    """q ∝ p**alpha, renormalised over the last axis (exercise 3).
 
-    ``alpha=1`` returns p (renormalised), alpha -> 0 tends to the uniform
-    distribution over the entries with p > 0, alpha -> inf to all mass on the
-    largest entries.
+    The result is a NumPy float64 array. ``alpha=1`` returns p
+    (renormalised), alpha -> 0 tends to the uniform distribution over the
+    entries with p > 0, alpha -> inf to all mass on the largest entries.
     """
     check_positive_number(alpha=alpha)
     p = onp.asarray(p, dtype='float64')
-    if p.size == 0 or (p < 0).any() or not onp.isfinite(p).all() or (p.sum(axis=-1) <= 0).any():
-        raise ValueError('p must hold non-negative finite probabilities with a positive sum.')
+    if (p.size == 0 or (p < 0).any() or not onp.isfinite(p).all()
+            or (p.sum(axis=-1) <= 0).any()):
+        raise ValueError('p must hold non-negative finite probabilities '
+                         'with a positive sum.')
     with onp.errstate(divide='ignore'):
         logq = alpha * onp.log(p)
     logq -= logq.max(axis=-1, keepdims=True)
@@ -243,34 +265,44 @@ def sharpen(p, alpha):
 
 def _check_text(text):
     if not isinstance(text, str):
-        raise ValueError(f'text must be a string, got {type(text).__name__}.')
+        raise ValueError(
+            f'text must be a string, got {type(text).__name__}.')
 
 
 def char_entropy(tokens):
-    """Entropy in bits of the frequencies of the tokens in `tokens` (exercise 3).
+    """Entropy in bits of the token frequencies in `tokens` (exercise 3).
 
-    `tokens` is a string (its characters are the tokens) or a list of tokens,
-    for example ``split_tokens(text)``, which keeps ``<unk>`` in one piece.
+    `tokens` is a string (its characters are the tokens) or a list of
+    tokens, for example ``split_tokens(text)``, which keeps ``<unk>`` in
+    one piece.
     """
     if not isinstance(tokens, (str, list, tuple)):
-        raise ValueError(f'tokens must be a string or a list of tokens, got {type(tokens).__name__}.')
+        raise ValueError('tokens must be a string or a list of tokens, '
+                         f'got {type(tokens).__name__}.')
     if not tokens:
-        raise ValueError('there are no tokens: an empty sequence has no entropy.')
-    counts = onp.array(list(collections.Counter(tokens).values()), dtype='float64')
+        raise ValueError(
+            'there are no tokens: an empty sequence has no entropy.')
+    counts = onp.array(list(collections.Counter(tokens).values()),
+                       dtype='float64')
     f = counts / counts.sum()
     return float(-(f * onp.log2(f)).sum())
 
 
 def split_tokens(text):
-    """The character tokens of a generated `text`: ``'<unk>'`` counts as one token."""
+    """The character tokens of generated `text`; ``'<unk>'`` is one token."""
     _check_text(text)
     return re.findall('<unk>|.', text, flags=re.DOTALL)
 
 
 def book_words(lines):
-    """The set of words of a book given as lines (as ``read_time_machine`` returns them)."""
-    if isinstance(lines, str) or not all(isinstance(line, str) for line in lines):
-        raise ValueError('lines must be a list of strings, one per line of the book.')
+    """The set of words of a book given as lines.
+
+    The lines are those that ``read_time_machine`` returns.
+    """
+    if (isinstance(lines, str)
+            or not all(isinstance(line, str) for line in lines)):
+        raise ValueError(
+            'lines must be a list of strings, one per line of the book.')
     words = {w for line in lines for w in line.split()}
     if not words:
         raise ValueError('the lines hold no words.')
@@ -278,7 +310,7 @@ def book_words(lines):
 
 
 def word_fraction(text, words):
-    """The fraction of the words of `text` that are in the set `words` (exercise 3).
+    """The fraction of the words of `text` in the set `words` (exercise 3).
 
     The first and the last word are left out, since they may be cut (the
     prefix starts mid-stream, the generation stops mid-word); runs of
@@ -289,42 +321,53 @@ def word_fraction(text, words):
         raise ValueError('words must be a non-empty set of words.')
     tokens = re.findall('[a-z]+', text.replace('<unk>', ' '))[1:-1]
     if not tokens:
-        raise ValueError(f'{text[:40]!r} is too short: it has no whole word between '
-                         'its first and last ones.')
+        raise ValueError(
+            f'{text[:40]!r} is too short: it has no whole word between '
+            'its first and last ones.')
     return sum(t in words for t in tokens) / len(tokens)
 
 
 def distinct_ngram_fraction(text, n):
-    """Distinct character n-grams of `text` over all of its n-grams: low means it repeats itself."""
+    """Distinct character n-grams of `text` over all of its n-grams.
+
+    A low fraction means that the text repeats itself.
+    """
     _check_text(text)
     check_positive(n=n)
     grams = [text[i:i + n] for i in range(len(text) - n + 1)]
     if not grams:
-        raise ValueError(f'text of {len(text)} characters has no {n}-gram.')
+        raise ValueError(
+            f'text of {len(text)} characters has no {n}-gram.')
     return len(set(grams)) / len(grams)
 
 
-# Exercise 7: the probabilities of the actual next tokens and their means ------------------
+# Exercise 7: the probabilities of the actual next tokens and their means -----
 
 def target_probabilities(model, corpus, batch_size, num_steps, ctx):
-    """The probability the model gives to each actual next token of `corpus` (exercise 7).
+    """The model's probability of each actual next token (exercise 7).
 
-    The corpus is read as by ``evaluate_perplexity`` (``seq_data_iter_eval``,
-    state carried over); returns a NumPy float64 array with one probability
-    per predicted token.
+    The tokens are those of `corpus`, read as by ``evaluate_perplexity``
+    (``seq_data_iter_eval``, state carried over); returns a NumPy float64
+    array with one probability per predicted token.
     """
     probs = []
-    for py, y in scored_minibatches(model, seq_data_iter_eval(corpus, batch_size, num_steps), ctx):
+    data_iter = seq_data_iter_eval(corpus, batch_size, num_steps)
+    for py, y in scored_minibatches(model, data_iter, ctx):
         p = npx.softmax(py.astype('float64'))
-        probs.append(p.asnumpy()[onp.arange(y.size), y.asnumpy().astype('int64')])
+        rows, labels = onp.arange(y.size), y.asnumpy().astype('int64')
+        probs.append(p.asnumpy()[rows, labels])
     return onp.concatenate(probs)
 
 
 def means(p):
-    """Arithmetic, geometric and harmonic mean of positive numbers `p`, in float64 (exercise 7)."""
+    """Arithmetic, geometric and harmonic mean of `p` (exercise 7).
+
+    `p` holds positive numbers; the means are computed in float64.
+    """
     p = onp.asarray(p, dtype='float64').ravel()
     if p.size == 0 or not onp.isfinite(p).all() or (p <= 0).any():
-        raise ValueError('p must be a non-empty array of positive finite numbers.')
+        raise ValueError(
+            'p must be a non-empty array of positive finite numbers.')
     return {'arithmetic': float(p.mean()),
             'geometric': float(onp.exp(onp.log(p).mean())),
             'harmonic': float(1 / (1 / p).mean())}

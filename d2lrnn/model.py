@@ -14,17 +14,19 @@ from .data import check_positive
 
 
 def get_params(vocab_size, num_hiddens, ctx):
-    """The five parameters W_xh, W_hh, b_h, W_hq, b_q, each with a gradient buffer (D2L 8.5.2).
+    """The parameters W_xh, W_hh, b_h, W_hq, b_q, with gradients (D2L 8.5.2).
 
-    The random draws are made on the CPU and then copied to `ctx`, so that a
-    seed gives the same initial parameters on every device (the original
-    draws on `ctx`; on the CPU the two are identical).
+    Each one has a gradient buffer attached. The random draws are made on
+    the CPU and then copied to `ctx`, so that a seed gives the same initial
+    parameters on every device (the original draws on `ctx`; on the CPU
+    the two are identical).
     """
     check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
     num_inputs = num_outputs = vocab_size
 
     def normal(shape):
-        return np.random.normal(scale=0.01, size=shape, ctx=npx.cpu()).as_in_ctx(ctx)
+        return np.random.normal(scale=0.01, size=shape,
+                                ctx=npx.cpu()).as_in_ctx(ctx)
 
     # Hidden layer. The draws happen in this order: W_xh, W_hh, W_hq.
     W_xh = normal((num_inputs, num_hiddens))
@@ -40,16 +42,20 @@ def get_params(vocab_size, num_hiddens, ctx):
 
 
 def init_rnn_state(batch_size, num_hiddens, ctx):
-    """The initial hidden state: a tuple holding one zero array (batch_size, num_hiddens) (D2L 8.5.3)."""
+    """The initial hidden state: a tuple of one zero array (D2L 8.5.3).
+
+    The array is shaped (batch_size, num_hiddens).
+    """
     check_positive(batch_size=batch_size, num_hiddens=num_hiddens)
     return (np.zeros(shape=(batch_size, num_hiddens), ctx=ctx),)
 
 
 def rnn(inputs, state, params):
-    """Run the tanh RNN over `inputs` (num_steps, batch_size, vocab_size) (D2L 8.5.3).
+    """Run the tanh RNN over `inputs` (D2L 8.5.3).
 
-    Returns the outputs of all steps stacked as (num_steps * batch_size,
-    vocab_size), step after step, and the new state ``(H,)``.
+    `inputs` is shaped (num_steps, batch_size, vocab_size). Returns the
+    outputs of all steps stacked as (num_steps * batch_size, vocab_size),
+    step after step, and the new state ``(H,)``.
     """
     W_xh, W_hh, b_h, W_hq, b_q = params
     H, = state
@@ -62,7 +68,10 @@ def rnn(inputs, state, params):
 
 
 class RNNModelScratch:
-    """An RNN model made of a parameter maker, a state maker and a forward function (D2L 8.5.3)."""
+    """An RNN model from scratch (D2L 8.5.3).
+
+    It is made of a parameter maker, a state maker and a forward function.
+    """
 
     def __init__(self, vocab_size, num_hiddens, ctx,
                  get_params, init_state, forward):
@@ -72,7 +81,8 @@ class RNNModelScratch:
 
     def __call__(self, X, state):
         # Token ids (batch_size, num_steps) -> one-hot, time first:
-        X = npx.one_hot(X.T, self.vocab_size)  # (num_steps, batch_size, vocab_size)
+        # (num_steps, batch_size, vocab_size)
+        X = npx.one_hot(X.T, self.vocab_size)
         return self.forward_fn(X, state, self.params)
 
     def begin_state(self, batch_size, ctx):

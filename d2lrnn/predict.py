@@ -1,4 +1,7 @@
-"""Text from a model: warm the state up on a prefix, then emit one character at a time."""
+"""Text from a model: warm the state up on a prefix, then emit characters.
+
+The characters come one at a time, each fed back as the next input.
+"""
 import numbers
 
 import numpy as onp
@@ -7,42 +10,51 @@ from mxnet import np
 
 def predict_ch8(prefix, num_predicts, model, vocab, ctx,
                 sample=False, alpha=1.0, seed=None):
-    """`prefix` followed by `num_predicts` characters the model chooses (D2L 8.5.4).
+    """`prefix` followed by `num_predicts` predicted characters (D2L 8.5.4).
 
     By default each character is the most likely one (argmax), as in the
     original. With ``sample=True`` it is drawn from q ∝ p**alpha instead
-    (exercise 3): ``alpha=1`` samples the model's own distribution, a larger
-    alpha sharpens it towards argmax, a smaller one flattens it towards uniform.
-    `seed` makes a sample repeatable. Characters of the prefix outside the
-    vocabulary are read as ``<unk>``, as the vocabulary maps them.
+    (exercise 3): ``alpha=1`` samples the model's own distribution, a
+    larger alpha sharpens it towards argmax, a smaller one flattens it
+    towards uniform. `seed` makes a sample repeatable. Characters of the
+    prefix outside the vocabulary are read as ``<unk>``, as the vocabulary
+    maps them.
     """
     if not isinstance(prefix, str) or not prefix:
-        raise ValueError(f'prefix must be a non-empty string, got {prefix!r}.')
-    if (isinstance(num_predicts, bool) or not isinstance(num_predicts, numbers.Integral)
+        raise ValueError(
+            f'prefix must be a non-empty string, got {prefix!r}.')
+    if (isinstance(num_predicts, bool)
+            or not isinstance(num_predicts, numbers.Integral)
             or num_predicts < 0):
-        raise ValueError(f'num_predicts must be an integer >= 0, got {num_predicts!r}.')
-    if sample and (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
+        raise ValueError(
+            f'num_predicts must be an integer >= 0, got {num_predicts!r}.')
+    if sample and (isinstance(alpha, bool)
+                   or not isinstance(alpha, numbers.Real)
                    or not 0 < alpha < float('inf')):
-        raise ValueError(f'alpha must be a finite number > 0, got {alpha!r}.')
+        raise ValueError(
+            f'alpha must be a finite number > 0, got {alpha!r}.')
     rng = onp.random.default_rng(seed)
 
     state = model.begin_state(batch_size=1, ctx=ctx)
     outputs = [vocab[prefix[0]]]
 
     def get_input():
-        return np.array([outputs[-1]], ctx=ctx).reshape(1, 1)  # (batch_size=1, num_steps=1)
+        # (batch_size=1, num_steps=1)
+        return np.array([outputs[-1]], ctx=ctx).reshape(1, 1)
 
     for y in prefix[1:]:  # warm up: only the state matters here
         _, state = model(get_input(), state)
         outputs.append(vocab[y])
     for _ in range(num_predicts):
         Y, state = model(get_input(), state)  # (1, vocab_size) logits
-        outputs.append(_sample(Y, alpha, rng) if sample else int(Y.argmax(axis=1).reshape(1)))
+        outputs.append(_sample(Y, alpha, rng) if sample
+                       else int(Y.argmax(axis=1).reshape(1)))
     return ''.join([vocab.idx_to_token[i] for i in outputs])
 
 
 def _sample(Y, alpha, rng):
-    """Draw an index from softmax(alpha * logits), that is from p**alpha renormalised."""
+    """Draw an index from softmax(alpha * logits): p**alpha renormalised."""
     logits = alpha * Y.asnumpy().astype('float64').reshape(-1)
-    p = onp.exp(logits - logits.max())  # shifted, so a large alpha cannot overflow
+    # Shifted, so that a large alpha cannot overflow.
+    p = onp.exp(logits - logits.max())
     return int(rng.choice(len(p), p=p / p.sum()))

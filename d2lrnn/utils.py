@@ -1,4 +1,8 @@
-"""Small helpers the section borrows from earlier chapters: device, timer, running sums."""
+"""Helpers the section borrows from earlier chapters.
+
+A device, a timer, running sums and perplexity; and ``show_source``, which
+displays this package's code in the book.
+"""
 import math
 import time
 
@@ -21,7 +25,7 @@ class Timer:
         self.tik = time.perf_counter()
 
     def stop(self):
-        """Stop the timer, record the time since start, and return it in seconds."""
+        """Stop the timer; record and return the seconds since start."""
         self.times.append(time.perf_counter() - self.tik)
         return self.times[-1]
 
@@ -40,7 +44,10 @@ class Timer:
 
 
 def perplexity(loss_sum, num_tokens):
-    """exp of the mean cross-entropy per token (D2L 8.4); inf where that overflows a float."""
+    """exp of the mean cross-entropy per token (D2L 8.4).
+
+    ``math.inf`` where that overflows a float.
+    """
     try:
         return math.exp(loss_sum / num_tokens)
     except OverflowError:  # a mean loss above ~709.78 nats
@@ -64,12 +71,13 @@ class Accumulator:
 
 
 def show_source(*objs):
-    """The source code of functions or classes, for a notebook to display highlighted.
+    """The source of functions or classes, for a notebook to highlight.
 
-    The book's notebooks import their code from d2lrnn instead of keeping a
-    copy; this shows that code where the text explains it.
+    The book's notebooks import their code from d2lrnn instead of keeping
+    a copy; this shows that code where the text explains it.
     """
     import inspect
 
     from IPython.display import Code
-    return Code('\n\n'.join(inspect.getsource(obj) for obj in objs), language='python')
+    return Code('\n\n'.join(inspect.getsource(obj) for obj in objs),
+                language='python')

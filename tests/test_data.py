@@ -8,7 +8,7 @@ import numpy as onp
 import pytest
 
 import d2lrnn
-from d2lrnn import data
+from d2lrnn import checkpoint, data
 
 
 def as_lists(batches):
@@ -135,7 +135,8 @@ def test_tokenize_words_and_characters():
 
 def test_vocab_state_survives_json(time_machine):
     for vocab in (time_machine[1], d2lrnn.Vocab([['b', 'a', 'b']], use_special_tokens=True)):
-        back = d2lrnn.Vocab.from_state(json.loads(json.dumps(vocab.state())))
+        state = json.loads(json.dumps(checkpoint.vocab_state(vocab)))
+        back = checkpoint.vocab_from_state(state)
         assert back.idx_to_token == vocab.idx_to_token
         assert back.token_to_idx == vocab.token_to_idx
         assert back.token_freqs == vocab.token_freqs
