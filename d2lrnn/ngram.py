@@ -201,10 +201,12 @@ class NGramLM:
         ends = pos[k][pos[k] >= 0]
         if self.smoothing == 'add-k' or k == self.order:
             return np.bincount(ends, minlength=num_grams)
-        longer = pos[k + 1]
-        _, first = np.unique(longer[longer >= 0], return_index=True)
-        where = np.flatnonzero(longer >= 0)[first]  # one position of each (k+1)-gram
-        counts = np.bincount(pos[k][where], minlength=num_grams)
+        # Every occurrence of a (k+1)-gram ends with the same k-gram: writing
+        # them all leaves one entry per distinct (k+1)-gram.
+        longer = pos[k + 1] >= 0
+        suffix = np.empty(len(self._tables[k + 1]), dtype=np.int64)
+        suffix[pos[k + 1][longer]] = pos[k][longer]
+        counts = np.bincount(suffix, minlength=num_grams)
         if len(x) >= k:
             counts[pos[k][k - 1]] += 1
         return counts

@@ -1,5 +1,8 @@
 """Character n-gram count models (d2lrnn.ngram): distributions, hand-worked numbers, errors."""
+import importlib.util
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +193,25 @@ def test_bad_scoring_input_raises():
         ngram_perplexity([], TEXT, 3, 2)
     with pytest.raises(RuntimeError, match='call fit'):
         NGramLM(2, 3).probs([1])
+
+
+def test_baselines_script_writes_its_json(tmp_path):
+    path = Path(__file__).resolve().parent.parent / 'bench' / 'baselines.py'
+    spec = importlib.util.spec_from_file_location('baselines', path)
+    baselines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baselines)
+    out = tmp_path / 'baselines.json'
+    baselines.main(['--orders', '1', '2', '--ks', '0.5', '--out', str(out)])
+    report = json.loads(out.read_text())
+    assert report['vocab_size'] == 28 and report['machine']['cpu_model'] is not None
+    for setting, (fit, tests) in baselines.SETTINGS.items():
+        assert report['settings'][setting] == {'fit': fit, 'tests': tests}
+        results = report['fits'][fit]['results']
+        assert set(results) == {'kneser_ney', 'add_k_0.5'}
+        for test in tests:
+            kn = [results['kneser_ney'][n]['scores'][test] for n in ('1', '2')]
+            # A character's predecessor tells a lot: order 2 beats order 1.
+            assert 1 < kn[1]['perplexity'] < kn[0]['perplexity'] < 28
+            assert kn[0]['bits_per_char'] == pytest.approx(math.log2(kn[0]['perplexity']))
+    assert report['fits']['time_machine_first_90pct']['test_tokens'][
+        'time_machine_last_10pct'] == 17149
