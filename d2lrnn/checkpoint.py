@@ -1,10 +1,12 @@
-"""Checkpoints: a trained model in a directory that a crash cannot leave half-written.
+"""Checkpoints: a trained model in a directory a crash cannot half-write.
 
 A checkpoint directory holds::
 
-    manifest.json                  format and version; names the four files below,
-                                   each with its size and SHA-256
-    params-<sha256[:16]>.params    W_xh, W_hh, b_h, W_hq, b_q (MXNet's array format)
+    manifest.json                  format and version; names the four
+                                   files below, each with its size and
+                                   SHA-256
+    params-<sha256[:16]>.params    W_xh, W_hh, b_h, W_hq, b_q (MXNet's
+                                   array format)
     vocab-<sha256[:16]>.json       vocab_state(vocab)
     config-<sha256[:16]>.json      how the model was built and trained
     progress-<sha256[:16]>.json    epochs done, Python's random state, history
@@ -32,18 +34,26 @@ FORMAT = 'd2lrnn-checkpoint'
 FORMAT_VERSION = 1
 MANIFEST = 'manifest.json'
 PARAM_NAMES = ('W_xh', 'W_hh', 'b_h', 'W_hq', 'b_q')
-ROLES = {'params': '.params', 'vocab': '.json', 'config': '.json', 'progress': '.json'}
+ROLES = {'params': '.params', 'vocab': '.json', 'config': '.json',
+         'progress': '.json'}
 # Files this module writes; only these are ever deleted from a directory.
-_OWN_FILE = re.compile(r'^(params|vocab|config|progress)-[0-9a-f]{16}\.(params|json)$')
+_OWN_FILE = re.compile(
+    r'^(params|vocab|config|progress)-[0-9a-f]{16}\.(params|json)$')
 _TEMP_PREFIX = '.d2lrnn-tmp-'
 
 
 class CheckpointError(Exception):
-    """A checkpoint that is missing, damaged or of another format; the message says which."""
+    """A checkpoint that is missing, damaged or of another format.
+
+    The message says which.
+    """
 
 
 class Checkpoint:
-    """What a checkpoint holds: parameters (NumPy arrays by name), vocabulary, config, progress."""
+    """What a checkpoint holds: parameters, vocabulary, config, progress.
+
+    The parameters are NumPy arrays by name.
+    """
 
     def __init__(self, params, vocab, config, progress):
         self.params, self.vocab = params, vocab
@@ -53,7 +63,8 @@ class Checkpoint:
 def param_shapes(vocab_size, num_hiddens):
     """The shape of each parameter of the scratch RNN (D2L 8.5.2), by name."""
     V, H = vocab_size, num_hiddens
-    return {'W_xh': (V, H), 'W_hh': (H, H), 'b_h': (H,), 'W_hq': (H, V), 'b_q': (V,)}
+    return {'W_xh': (V, H), 'W_hh': (H, H), 'b_h': (H,), 'W_hq': (H, V),
+            'b_q': (V,)}
 
 
 def vocab_state(vocab):
@@ -81,30 +92,36 @@ def vocab_from_state(state):
 
 
 def exists(directory):
-    """True if `directory` holds a checkpoint (good or damaged): it has a manifest."""
+    """True if `directory` holds a checkpoint (good or damaged).
+
+    That is, if it has a manifest.
+    """
     return (Path(directory) / MANIFEST).exists()
 
 
 # ---------------------------------------------------------------- saving
 
 def save(directory, checkpoint):
-    """Write `checkpoint` into `directory` atomically, replacing the one there."""
+    """Write `checkpoint` into `directory` atomically, over the one there."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {'params': _write_params(directory, checkpoint.params),
              'vocab': _write_json(directory, 'vocab',
                                   vocab_state(checkpoint.vocab)),
              'config': _write_json(directory, 'config', checkpoint.config),
-             'progress': _write_json(directory, 'progress', checkpoint.progress)}
+             'progress': _write_json(directory, 'progress',
+                                     checkpoint.progress)}
     manifest = {'format': FORMAT, 'format_version': FORMAT_VERSION,
                 'epoch': checkpoint.progress.get('epoch'), 'files': files}
-    # The commit point: before this replace the old checkpoint is current, after it the new.
+    # The commit point: before this replace the old checkpoint is current,
+    # after it the new.
     _write_atomic(directory, MANIFEST, _json_bytes(manifest))
     _remove_unnamed(directory, {entry['name'] for entry in files.values()})
 
 
 def _json_bytes(obj):
-    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + '\n').encode('utf-8')
+    text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False)
+    return (text + '\n').encode('utf-8')
 
 
 def _write_json(directory, role, obj):
@@ -115,7 +132,10 @@ def _write_json(directory, role, obj):
 
 
 def _write_params(directory, params):
-    """Save the parameters with ``npx.save``, which writes only to a path: a temporary one."""
+    """Save the parameters with ``npx.save``, through a temporary file.
+
+    ``npx.save`` writes only to a path, so it writes to a temporary one.
+    """
     missing = set(PARAM_NAMES) - set(params)
     if missing:
         raise ValueError(f'parameters missing: {sorted(missing)}')
@@ -123,10 +143,13 @@ def _write_params(directory, params):
     os.close(fd)
     try:
         npx.save(tmp, {name: _as_mx(params[name]) for name in PARAM_NAMES})
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with open(tmp, 'rb+') as f:  # hash what was written, then put it on disk
+        # mkstemp makes 0600; give the usual file mode.
+        os.chmod(tmp, 0o666 & ~_umask())
+        # Hash what was written, then put it on disk.
+        with open(tmp, 'rb+') as f:
             entry = _entry('params', f.read())
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+            # The bytes are on disk before the name points at them.
+            os.fsync(f.fileno())
         os.replace(tmp, directory / entry['name'])
     except BaseException:
         _unlink_quietly(tmp)
@@ -137,23 +160,30 @@ def _write_params(directory, params):
 
 def _as_mx(array):
     """An MXNet array on the CPU, from an MXNet or a NumPy array."""
-    return array.as_in_ctx(npx.cpu()) if hasattr(array, 'as_in_ctx') else np.array(array)
+    return (array.as_in_ctx(npx.cpu()) if hasattr(array, 'as_in_ctx')
+            else np.array(array))
 
 
 def _entry(role, data):
     digest = hashlib.sha256(data).hexdigest()
-    return {'name': f'{role}-{digest[:16]}{ROLES[role]}', 'sha256': digest, 'bytes': len(data)}
+    return {'name': f'{role}-{digest[:16]}{ROLES[role]}', 'sha256': digest,
+            'bytes': len(data)}
 
 
 def _write_atomic(directory, name, data):
-    """Put `data` at directory/name so that the name holds either the old or the new bytes."""
+    """Put `data` at directory/name, atomically.
+
+    The name holds either the old or the new bytes, never a mixture.
+    """
     fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        # mkstemp makes 0600; give the usual file mode.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+            # The bytes are on disk before the name points at them.
+            os.fsync(f.fileno())
         os.replace(tmp, directory / name)
     except BaseException:
         _unlink_quietly(tmp)
@@ -176,7 +206,10 @@ def _fsync_directory(directory):
 
 
 def _remove_unnamed(directory, keep):
-    """Delete our files that the manifest does not name: older checkpoints, crash leftovers."""
+    """Delete our files that the manifest does not name.
+
+    These are older checkpoints and leftovers of a crash.
+    """
     for path in directory.iterdir():
         own = _OWN_FILE.match(path.name) or path.name.startswith(_TEMP_PREFIX)
         if own and path.name not in keep:
@@ -193,17 +226,22 @@ def _unlink_quietly(path):
 # ---------------------------------------------------------------- loading
 
 def load(directory):
-    """Read and check the checkpoint in `directory`; raise CheckpointError saying what is wrong."""
+    """Read and check the checkpoint in `directory`.
+
+    Raises CheckpointError saying what is wrong.
+    """
     directory = Path(directory)
     manifest = _read_manifest(directory)
-    data = {role: _read_checked(directory, manifest['files'], role) for role in ROLES}
-    vocab = _parse_vocab(directory, _parse_json(directory, 'vocab', data['vocab']))
+    data = {role: _read_checked(directory, manifest['files'], role)
+            for role in ROLES}
+    vocab = _parse_vocab(directory,
+                         _parse_json(directory, 'vocab', data['vocab']))
     config = _parse_json(directory, 'config', data['config'])
     progress = _parse_json(directory, 'progress', data['progress'])
     for role, obj in (('config', config), ('progress', progress)):
         if not isinstance(obj, dict):
-            raise _damaged(directory, f'its {role} file holds a {type(obj).__name__}, '
-                                      'not an object')
+            raise _damaged(directory, f'its {role} file holds a '
+                                      f'{type(obj).__name__}, not an object')
     params = _parse_params(directory, data['params'])
     _check_shapes(directory, params, len(vocab), config)
     return Checkpoint(params, vocab, config, progress)
@@ -211,18 +249,19 @@ def load(directory):
 
 def _damaged(directory, what):
     return CheckpointError(
-        f'the checkpoint in {directory} is damaged ({what}); train again, or restore the '
-        'directory from a copy.')
+        f'the checkpoint in {directory} is damaged ({what}); train again, '
+        'or restore the directory from a copy.')
 
 
 def _read_manifest(directory):
     if not directory.is_dir():
-        raise CheckpointError(f'{directory}: no such directory; give the --out directory '
-                              'of a `d2lrnn train` run.')
+        raise CheckpointError(f'{directory}: no such directory; give the '
+                              '--out directory of a `d2lrnn train` run.')
     path = directory / MANIFEST
     if not path.is_file():
-        raise CheckpointError(f'{directory} holds no checkpoint (no {MANIFEST}); '
-                              f'create one with `d2lrnn train --out {directory}`.')
+        raise CheckpointError(
+            f'{directory} holds no checkpoint (no {MANIFEST}); '
+            f'create one with `d2lrnn train --out {directory}`.')
     try:
         manifest = json.loads(path.read_bytes().decode('utf-8'))
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -231,7 +270,8 @@ def _read_manifest(directory):
         raise _damaged(directory, f'{MANIFEST} is not a d2lrnn manifest')
     _check_version(directory, manifest.get('format_version'))
     files = manifest.get('files')
-    if not isinstance(files, dict) or any(not _valid_entry(files.get(r)) for r in ROLES):
+    if not isinstance(files, dict) or any(not _valid_entry(files.get(r))
+                                          for r in ROLES):
         raise _damaged(directory, f'{MANIFEST} does not name its files')
     return manifest
 
@@ -239,14 +279,16 @@ def _read_manifest(directory):
 def _check_version(directory, version):
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f'the checkpoint in {directory} has format version {version}, but this d2lrnn '
-            f'reads version {FORMAT_VERSION}; use the d2lrnn that wrote it, or train again.')
+            f'the checkpoint in {directory} has format version {version}, '
+            f'but this d2lrnn reads version {FORMAT_VERSION}; use the d2lrnn '
+            'that wrote it, or train again.')
 
 
 def _valid_entry(entry):
     return (isinstance(entry, dict) and isinstance(entry.get('name'), str)
             and _OWN_FILE.match(entry['name']) is not None
-            and isinstance(entry.get('sha256'), str) and isinstance(entry.get('bytes'), int))
+            and isinstance(entry.get('sha256'), str)
+            and isinstance(entry.get('bytes'), int))
 
 
 def _read_checked(directory, files, role):
@@ -254,12 +296,14 @@ def _read_checked(directory, files, role):
     try:
         data = (directory / entry['name']).read_bytes()
     except OSError as e:
-        raise _damaged(directory, f'{entry["name"]} cannot be read: {e.strerror}') from None
+        raise _damaged(directory, f'{entry["name"]} cannot be read: '
+                                  f'{e.strerror}') from None
     if len(data) != entry['bytes']:
         raise _damaged(directory, f'{entry["name"]} has {len(data)} bytes, '
                                   f'the manifest says {entry["bytes"]}')
     if hashlib.sha256(data).hexdigest() != entry['sha256']:
-        raise _damaged(directory, f'{entry["name"]} does not match its SHA-256')
+        raise _damaged(directory,
+                       f'{entry["name"]} does not match its SHA-256')
     return data
 
 
@@ -267,18 +311,22 @@ def _parse_json(directory, role, data):
     try:
         return json.loads(data.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as e:
-        raise _damaged(directory, f'its {role} file is not valid JSON: {e}') from None
+        raise _damaged(directory,
+                       f'its {role} file is not valid JSON: {e}') from None
 
 
 def _parse_vocab(directory, state):
     """The vocabulary in ``vocab_state``'s JSON, once checked to be one."""
-    if not (isinstance(state, dict) and isinstance(state.get('idx_to_token'), list)
+    if not (isinstance(state, dict)
+            and isinstance(state.get('idx_to_token'), list)
             and state['idx_to_token']
             and all(isinstance(t, str) for t in state['idx_to_token'])
             and len(set(state['idx_to_token'])) == len(state['idx_to_token'])
             and isinstance(state.get('token_freqs'), list)
-            and all(isinstance(pair, list) and len(pair) == 2 for pair in state['token_freqs'])
-            and all(isinstance(state.get(key, 0), int) and not isinstance(state.get(key), bool)
+            and all(isinstance(pair, list) and len(pair) == 2
+                    for pair in state['token_freqs'])
+            and all(isinstance(state.get(key, 0), int)
+                    and not isinstance(state.get(key), bool)
                     and 0 <= state.get(key, 0) < len(state['idx_to_token'])
                     for key in ('unk', 'pad', 'bos', 'eos'))
             and 'unk' in state):
@@ -286,34 +334,46 @@ def _parse_vocab(directory, state):
     try:
         return vocab_from_state(state)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise _damaged(directory, f'its vocab file does not hold a vocabulary: {e}') from None
+        raise _damaged(directory, 'its vocab file does not hold a '
+                                  f'vocabulary: {e}') from None
 
 
 def _parse_params(directory, data):
-    """Parameters as NumPy arrays; ``npx.load`` reads only from a path, so a temporary one."""
+    """Parameters as NumPy arrays, read through a temporary file.
+
+    ``npx.load`` reads only from a path, so it reads from a temporary one.
+    """
     fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX + 'load-')
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
         loaded = npx.load(tmp)
-    except Exception as e:  # MXNet raises its own MXNetError for a malformed file
-        raise _damaged(directory, f'its parameter file cannot be read: {e}') from None
+    # MXNet raises its own MXNetError for a malformed file.
+    except Exception as e:
+        raise _damaged(directory,
+                       f'its parameter file cannot be read: {e}') from None
     finally:
         _unlink_quietly(tmp)
     if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
-        raise _damaged(directory, f'its parameter file does not hold {", ".join(PARAM_NAMES)}')
+        raise _damaged(directory, 'its parameter file does not hold '
+                                  f'{", ".join(PARAM_NAMES)}')
     return {name: loaded[name].asnumpy() for name in PARAM_NAMES}
 
 
 def _check_shapes(directory, params, vocab_size, config):
-    """Refuse parameters whose shapes disagree with the vocabulary and the configured size."""
-    num_hiddens = config.get('num_hiddens') if isinstance(config, dict) else None
+    """Refuse parameters whose shapes disagree with vocabulary and config.
+
+    The config gives num_hiddens, the vocabulary the number of tokens.
+    """
+    num_hiddens = (config.get('num_hiddens') if isinstance(config, dict)
+                   else None)
     if not isinstance(num_hiddens, int) or num_hiddens <= 0:
         raise _damaged(directory, 'its config has no valid num_hiddens')
     expected = param_shapes(vocab_size, num_hiddens)
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
             raise CheckpointError(
-                f'the checkpoint in {directory} does not fit together: {name} has shape '
-                f'{tuple(params[name].shape)}, but {vocab_size} tokens and num_hiddens='
-                f'{num_hiddens} need {shape}; train again.')
+                f'the checkpoint in {directory} does not fit together: '
+                f'{name} has shape {tuple(params[name].shape)}, but '
+                f'{vocab_size} tokens and num_hiddens={num_hiddens} need '
+                f'{shape}; train again.')

@@ -1,22 +1,23 @@
-"""The command line: ``d2lrnn train``, ``d2lrnn generate`` and ``d2lrnn evaluate``.
+"""The command line: ``d2lrnn train``, ``generate`` and ``evaluate``.
 
 ::
 
-    d2lrnn train --epochs 50 --out runs/tm          # trains on The Time Machine
+    d2lrnn train --epochs 50 --out runs/tm    # trains on The Time Machine
     d2lrnn generate --checkpoint runs/tm --prefix 'time traveller' -n 50
     d2lrnn evaluate --checkpoint runs/tm --text some_book.txt
 
-Training is the section's own loop (``train_epoch_ch8`` with ``sgd``), epoch
-after epoch, with a checkpoint (see ``d2lrnn.checkpoint``) every few epochs,
-at the end and on Ctrl-C. A checkpoint holds Python's ``random`` state, from
-which the minibatch iterators draw, so ``--resume`` continues exactly where an
-uninterrupted run of the same seed would be.
+Training is the section's own loop (``train_epoch_ch8`` with ``sgd``),
+epoch after epoch, with a checkpoint (see ``d2lrnn.checkpoint``) every few
+epochs, at the end and on Ctrl-C. A checkpoint holds Python's ``random``
+state, from which the minibatch iterators draw, so ``--resume`` continues
+exactly where an uninterrupted run of the same seed would be.
 
 Bad input ends with one line, ``d2lrnn: error: ...``, on stderr and exit
 status 1 (2 for a malformed command line, 130 after Ctrl-C); nothing is
-written before the input has been checked, so an existing checkpoint survives.
-Two ``train`` runs cannot write to one ``--out`` at once: the second stops with
-an error (a lock in ``--out`` that the first holds until it ends, killed or not).
+written before the input has been checked, so an existing checkpoint
+survives. Two ``train`` runs cannot write to one ``--out`` at once: the
+second stops with an error (a lock in ``--out`` that the first holds until
+it ends, killed or not).
 """
 import argparse
 import contextlib
@@ -35,84 +36,101 @@ import mxnet as mx
 from mxnet import gluon, np, npx
 
 from . import checkpoint as ckpt
-from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, SeqDataLoader, Vocab, check_corpus_length,
-                   check_sha1, clean, preprocess_lines, tokenize)
+from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, SeqDataLoader, Vocab,
+                   check_corpus_length, check_sha1, clean, preprocess_lines,
+                   tokenize)
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
 from .fast import FastRNNScratch
 from .predict import predict_ch8
 from .train import sgd, train_epoch_ch8
 
 PROG = 'd2lrnn'
-# The section's settings (D2L 8.5.6), except for the number of epochs it trains (500).
-DEFAULTS = {'num_hiddens': 512, 'lr': 1.0, 'num_epochs': 500, 'batch_size': 32,
-            'num_steps': 35, 'use_random_iter': False, 'max_tokens': 10000,
-            'seed': 0, 'val_fraction': 0.0}
+# The section's settings (D2L 8.5.6), except for the number of epochs it
+# trains (500).
+DEFAULTS = {'num_hiddens': 512, 'lr': 1.0, 'num_epochs': 500,
+            'batch_size': 32, 'num_steps': 35, 'use_random_iter': False,
+            'max_tokens': 10000, 'seed': 0, 'val_fraction': 0.0}
 # Command-line option -> configuration key (the book's names).
 OPTION_KEYS = {'hidden': 'num_hiddens', 'lr': 'lr', 'epochs': 'num_epochs',
                'batch_size': 'batch_size', 'num_steps': 'num_steps',
-               'iter': 'use_random_iter', 'max_tokens': 'max_tokens', 'seed': 'seed',
-               'val_fraction': 'val_fraction'}
+               'iter': 'use_random_iter', 'max_tokens': 'max_tokens',
+               'seed': 'seed', 'val_fraction': 'val_fraction'}
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class CLIError(Exception):
-    """Bad input: the message says what is wrong and what to do; no traceback is shown."""
+    """Bad input: the message says what is wrong and what to do.
+
+    No traceback is shown.
+    """
 
 
 class Interrupted(Exception):
-    """Training stopped by Ctrl-C after saving; the message says where and how to go on."""
+    """Training stopped by Ctrl-C after saving.
+
+    The message says where the checkpoint is and how to go on.
+    """
 
 
 # ---------------------------------------------------------------- the model
 
 def make_model(vocab_size, num_hiddens, ctx):
-    """The one place that builds the model, so that its class can change in one line.
+    """The one place that builds the model, so its class changes in one line.
 
-    ``FastRNNScratch`` computes what ``RNNModelScratch(vocab_size, num_hiddens, ctx,
-    get_params, init_rnn_state, rnn)`` computes, with the same five parameters in
-    the same order, only faster; checkpoints hold just those parameters, so either
-    class reads the other's checkpoints.
+    ``FastRNNScratch`` computes what ``RNNModelScratch(vocab_size,
+    num_hiddens, ctx, get_params, init_rnn_state, rnn)`` computes, with the
+    same five parameters in the same order, only faster; checkpoints hold
+    just those parameters, so either class reads the other's checkpoints.
     """
     return FastRNNScratch(vocab_size, num_hiddens, ctx)
 
 
 def set_params(model, params, ctx):
-    """Copy saved parameters (NumPy arrays by name) into the model's arrays, in place."""
+    """Copy saved parameters into the model's arrays, in place.
+
+    `params` holds NumPy arrays by name.
+    """
     for param, name in zip(model.params, ckpt.PARAM_NAMES):
         param[:] = np.array(params[name], ctx=ctx)
 
 
 def get_params_copy(model):
-    """A CPU copy of the model's parameters by name, unaffected by further training."""
+    """A CPU copy of the model's parameters by name, safe from training."""
     return {name: param.copy().as_in_ctx(npx.cpu())
             for name, param in zip(ckpt.PARAM_NAMES, model.params)}
 
 
 def model_from_checkpoint(checkpoint, ctx):
     """A model on `ctx` holding the checkpoint's parameters."""
-    model = make_model(len(checkpoint.vocab), checkpoint.config['num_hiddens'], ctx)
+    model = make_model(len(checkpoint.vocab),
+                       checkpoint.config['num_hiddens'], ctx)
     set_params(model, checkpoint.params, ctx)
     return model
 
 
 def choose_ctx(device):
-    """``cpu``, ``gpu`` (refused if there is none) or ``auto`` (a GPU if there is one)."""
+    """``cpu``, ``gpu`` (refused if there is none) or ``auto``.
+
+    ``auto`` is a GPU if there is one, else the CPU.
+    """
     if device == 'cpu':
         return npx.cpu()
     if npx.num_gpus() > 0:
         return npx.gpu(0)
     if device == 'gpu':
-        raise CLIError('--device gpu, but MXNet sees no GPU here; use --device cpu or auto.')
+        raise CLIError('--device gpu, but MXNet sees no GPU here; '
+                       'use --device cpu or auto.')
     return npx.cpu()
 
 
 # ---------------------------------------------------------------- texts
 
 def load_text(path):
-    """(lines as section 8.3 reads them, SHA-256 of the bytes) of a text, read once.
+    """(lines as section 8.3 reads them, SHA-256 of the bytes) of a text.
 
-    `path` None is The Time Machine, checked against its SHA-1 first. Another
-    text must be a readable UTF-8 file holding some letters a-z.
+    The file is read once. `path` None is The Time Machine, checked against
+    its SHA-1 first. Another text must be a readable UTF-8 file holding
+    some letters a-z.
     """
     if path is None:
         try:
@@ -120,40 +138,50 @@ def load_text(path):
             raw = TIME_MACHINE.read_bytes()
         except (OSError, ValueError) as e:
             raise CLIError(str(e)) from None
-        return preprocess_lines(decode_text(raw)), hashlib.sha256(raw).hexdigest()
+        return (preprocess_lines(decode_text(raw)),
+                hashlib.sha256(raw).hexdigest())
     raw = read_utf8_bytes(path)
     lines = preprocess_lines(decode_text(raw))
     if not any(line.strip() for line in lines):
-        raise CLIError(f'{path} holds no letters a-z: nothing to learn from or score; '
-                       'give an English text.')
+        raise CLIError(f'{path} holds no letters a-z: nothing to learn from '
+                       'or score; give an English text.')
     return lines, hashlib.sha256(raw).hexdigest()
 
 
 def decode_text(raw):
-    """The text of UTF-8 bytes, with '\r\n' and '\r' as '\n' (as text mode reads them)."""
+    """The text of UTF-8 bytes, with '\r\n' and '\r' as '\n'.
+
+    That is how text mode reads them.
+    """
     return raw.decode('utf-8').replace('\r\n', '\n').replace('\r', '\n')
 
 
 def read_utf8_bytes(path):
     """The bytes of a readable UTF-8 file; refuse anything else, saying why.
 
-    (The package's reader turns bytes that are not UTF-8 into spaces; here a
-    wrong encoding is more likely a mistake than a stray byte, so it is refused.)
+    (The package's reader turns bytes that are not UTF-8 into spaces; here
+    a wrong encoding is more likely a mistake than a stray byte, so it is
+    refused.)
     """
     path = Path(path)
     if not path.exists():
-        raise CLIError(f'{path}: no such file; give the path of a UTF-8 text file.')
+        raise CLIError(
+            f'{path}: no such file; give the path of a UTF-8 text file.')
     if not path.is_file():
-        raise CLIError(f'{path} is not a file; give the path of a UTF-8 text file.')
+        raise CLIError(
+            f'{path} is not a file; give the path of a UTF-8 text file.')
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise CLIError(f'{path} cannot be read ({e.strerror}); check its permissions.') from None
+        raise CLIError(f'{path} cannot be read ({e.strerror}); '
+                       'check its permissions.') from None
     try:
         raw.decode('utf-8')
     except UnicodeDecodeError as e:
-        raise CLIError(f'{path} is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x}); '
-                       'convert it, for example with `iconv -t UTF-8`.') from None
+        raise CLIError(
+            f'{path} is not UTF-8 text (byte {e.start} is '
+            f'{raw[e.start]:#04x}); convert it, for example with '
+            '`iconv -t UTF-8`.') from None
     return raw
 
 
@@ -163,8 +191,11 @@ def describe_text(path):
 
 
 def training_corpus(lines, max_tokens):
-    """Character ids and vocabulary of the text's lines, as ``load_corpus_time_machine``
-    builds them (D2L 8.3): the vocabulary from the whole text, then the first `max_tokens`."""
+    """Character ids and vocabulary of the text's lines (D2L 8.3).
+
+    As ``load_corpus_time_machine`` builds them: the vocabulary from the
+    whole text, then the first `max_tokens` ids.
+    """
     tokens = tokenize(lines, 'char')
     vocab = Vocab(tokens)
     corpus = [vocab[tk] for line in tokens for tk in line]
@@ -172,8 +203,12 @@ def training_corpus(lines, max_tokens):
 
 
 def corpus_in_vocab(path, vocab, max_tokens):
-    """Ids of (the first `max_tokens` characters of) the text at `path` in a given
-    vocabulary, and the characters among those that it lacks."""
+    """Ids of the text at `path` in a given vocabulary, and what it lacks.
+
+    Only the first `max_tokens` characters are read (all if it is not
+    positive); the second result lists the characters among them that the
+    vocabulary lacks.
+    """
     chars = [c for line in load_text(path)[0] for c in line]
     if max_tokens > 0:
         chars = chars[:max_tokens]
@@ -182,52 +217,64 @@ def corpus_in_vocab(path, vocab, max_tokens):
 
 
 def eval_batches(corpus, batch_size, num_steps):
-    """Deterministic minibatches for scoring, with fewer rows when the text is short."""
+    """Deterministic minibatches for scoring; fewer rows for a short text."""
     batch_size = min(batch_size, (len(corpus) - 1) // num_steps)
     if batch_size < 1:
-        raise CLIError(f'{len(corpus)} characters are too few to score with --num-steps '
-                       f'{num_steps}: at least {num_steps + 1} are needed.')
+        raise CLIError(f'{len(corpus)} characters are too few to score with '
+                       f'--num-steps {num_steps}: at least {num_steps + 1} '
+                       'are needed.')
     return seq_data_iter_eval(corpus, batch_size, num_steps)
 
 
 def read_prefix(prefix, vocab):
-    """The prefix as the text was read (lower case, non-letters as one space); refuse unknowns.
+    """The prefix as the text was read; refuse unknown characters.
 
-    Unknown characters are refused rather than read as ``<unk>``: the model never
-    saw ``<unk>`` in training, so the text after it would mean nothing.
+    It is cleaned as the text was (lower case, non-letters as one space).
+    Unknown characters are refused rather than read as ``<unk>``: the model
+    never saw ``<unk>`` in training, so the text after it would mean
+    nothing.
     """
     cleaned = clean(prefix)
     if not cleaned.strip():
-        raise CLIError(f'the prefix {prefix!r} holds no letters; give a few words to start from.')
+        raise CLIError(f'the prefix {prefix!r} holds no letters; give a few '
+                       'words to start from.')
     unknown = sorted(set(cleaned) - set(vocab.token_to_idx))
     if unknown:
-        raise CLIError(f'the prefix has characters the model never saw: {"".join(unknown)!r}; '
-                       f'use only {"".join(sorted(vocab.idx_to_token[1:]))!r}.')
+        known = ''.join(sorted(vocab.idx_to_token[1:]))
+        raise CLIError('the prefix has characters the model never saw: '
+                       f'{"".join(unknown)!r}; use only {known!r}.')
     return cleaned
 
 
 # ---------------------------------------------------------------- train: setup
 
 def train_config(args, checkpoint):
-    """(The run's configuration, the lines of its text): the options over the defaults, or
-    the checkpoint's if resuming."""
-    given = {opt: getattr(args, opt) for opt in OPTION_KEYS if getattr(args, opt) is not None}
+    """(The run's configuration, the lines of its text).
+
+    The configuration is the options over the defaults, or the
+    checkpoint's if resuming.
+    """
+    given = {opt: getattr(args, opt) for opt in OPTION_KEYS
+             if getattr(args, opt) is not None}
     config = {OPTION_KEYS[opt]: value for opt, value in given.items()}
     if 'iter' in given:
         config['use_random_iter'] = given['iter'] == 'random'
     if checkpoint is None:
-        lines, sha256 = load_text(args.text)  # errors name the path as it was given
+        # Errors name the path as it was given.
+        lines, sha256 = load_text(args.text)
         text = None if args.text is None else str(Path(args.text).resolve())
-        return {**DEFAULTS, **config, 'text': text, 'text_sha256': sha256}, lines
+        return ({**DEFAULTS, **config, 'text': text, 'text_sha256': sha256},
+                lines)
     saved = dict(checkpoint.config)
     check_resumable(saved, checkpoint.progress, args.out)
     for opt, value in given.items():
         key = OPTION_KEYS[opt]
         if key != 'num_epochs' and saved.get(key) != config[key]:
             flag = '--' + opt.replace('_', '-')
-            raise CLIError(f'{flag} {value} differs from the checkpoint ({saved.get(key)}); a '
-                           f'resumed run keeps its settings: leave {flag} out, or start '
-                           'afresh with --force.')
+            raise CLIError(
+                f'{flag} {value} differs from the checkpoint '
+                f'({saved.get(key)}); a resumed run keeps its settings: '
+                f'leave {flag} out, or start afresh with --force.')
     saved['num_epochs'] = config.get('num_epochs', saved['num_epochs'])
     lines = resumed_text(args, saved)
     check_epochs_left(saved, checkpoint.progress.get('epoch'))
@@ -235,11 +282,15 @@ def train_config(args, checkpoint):
 
 
 def check_resumable(config, progress, out):
-    """Refuse a checkpoint that lacks what training needs (one not written by `train`)."""
+    """Refuse a checkpoint that lacks what training needs.
+
+    Such a checkpoint was not written by `train`.
+    """
     missing = sorted((set(DEFAULTS) | {'text', 'text_sha256'}) - set(config))
     epoch, history = progress.get('epoch'), progress.get('history')
     if missing or not (isinstance(epoch, int) and isinstance(history, list)
-                       and len(history) == epoch and 'python_random' in progress):
+                       and len(history) == epoch
+                       and 'python_random' in progress):
         what = (f'its config lacks {", ".join(missing)}' if missing
                 else 'its progress is incomplete')
         raise CLIError(f'the checkpoint in {out} cannot be resumed ({what}); '
@@ -247,50 +298,62 @@ def check_resumable(config, progress, out):
 
 
 def resumed_text(args, config):
-    """The lines of the text a resumed run started on, which must read exactly as then."""
+    """The lines of the text the run began on, which must read as then."""
     given = None
     if args.text is not None:
         given = load_text(args.text)
         if given[1] != config['text_sha256']:
-            raise CLIError(f'{args.text} is not the text this checkpoint was trained on '
-                           f'({describe_text(config["text"])}); leave --text out to use '
-                           'that one.')
+            raise CLIError(
+                f'{args.text} is not the text this checkpoint was trained '
+                f'on ({describe_text(config["text"])}); leave --text out '
+                'to use that one.')
     same_file = (given is not None and config['text'] is not None
                  and Path(args.text).resolve() == Path(config['text']))
     lines, sha256 = given if same_file else load_text(config['text'])
     if sha256 != config['text_sha256']:
-        raise CLIError(f'{describe_text(config["text"])} has changed since the checkpoint was '
-                       'written; restore it, or start afresh with --force.')
+        raise CLIError(
+            f'{describe_text(config["text"])} has changed since the '
+            'checkpoint was written; restore it, or start afresh with '
+            '--force.')
     return lines
 
 
 def check_epochs_left(config, done):
-    """--epochs counts all epochs, resumed ones included: it cannot go below those done."""
+    """Refuse an --epochs below the epochs done.
+
+    --epochs counts all epochs, resumed ones included.
+    """
     if config['num_epochs'] < done:
-        raise CLIError(f'--epochs {config["num_epochs"]}, but the checkpoint has done {done} '
-                       'epochs already; give a larger --epochs.')
+        raise CLIError(
+            f'--epochs {config["num_epochs"]}, but the checkpoint has done '
+            f'{done} epochs already; give a larger --epochs.')
 
 
 def check_out_dir(out, args):
     """Refuse to replace a checkpoint by accident."""
     if args.resume and args.force:
-        raise CLIError('--resume continues the checkpoint and --force replaces it; give one.')
+        raise CLIError('--resume continues the checkpoint and --force '
+                       'replaces it; give one.')
     if out.exists() and not out.is_dir():
-        raise CLIError(f'--out {out} is a file; give a directory for the checkpoint.')
+        raise CLIError(
+            f'--out {out} is a file; give a directory for the checkpoint.')
     if ckpt.exists(out) and not (args.resume or args.force):
-        raise CLIError(f'{out} already holds a checkpoint; continue it with --resume, '
-                       'or replace it with --force.')
+        raise CLIError(f'{out} already holds a checkpoint; continue it with '
+                       '--resume, or replace it with --force.')
 
 
 def ensure_writable(out):
-    """Create `out` and find out now, not after the first epochs, whether it takes files."""
+    """Create `out` and find out now whether it takes files.
+
+    Now, that is, and not after the first epochs.
+    """
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as e:
-        raise CLIError(f'cannot write to --out {out} ({e.strerror}); choose another '
-                       'directory.') from None
+        raise CLIError(f'cannot write to --out {out} ({e.strerror}); '
+                       'choose another directory.') from None
 
 
 LOCK = '.lock'  # in --out; not a checkpoint file, so saving never deletes it
@@ -298,22 +361,27 @@ LOCK = '.lock'  # in --out; not a checkpoint file, so saving never deletes it
 
 @contextlib.contextmanager
 def training_lock(out):
-    """Hold an exclusive lock on `out` while training: a second `train` on it stops at once.
+    """Hold an exclusive lock on `out` while training.
 
-    ``flock`` on a file in `out`: the kernel drops the lock when the process ends,
-    even on SIGKILL, so a crashed run never leaves `out` locked.
+    A second `train` on `out` stops at once. The lock is ``flock`` on a
+    file in `out`: the kernel drops it when the process ends, even on
+    SIGKILL, so a crashed run never leaves `out` locked.
     """
     with open(out / LOCK, 'a') as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CLIError(f'another `d2lrnn train` is writing to {out}; wait for it to end, '
-                           'or choose another --out.') from None
+            raise CLIError(
+                f'another `d2lrnn train` is writing to {out}; wait for it '
+                'to end, or choose another --out.') from None
         yield
 
 
 def manifest_bytes(out):
-    """The checkpoint's manifest as it stands (None without one): it changes with every save."""
+    """The checkpoint's manifest as it stands (None without one).
+
+    It changes with every save.
+    """
     try:
         return (out / ckpt.MANIFEST).read_bytes()
     except FileNotFoundError:
@@ -321,32 +389,41 @@ def manifest_bytes(out):
 
 
 def split_for_validation(corpus, config):
-    """(training ids, validation ids or None) after checking both are long enough."""
-    fraction, steps, batch = config['val_fraction'], config['num_steps'], config['batch_size']
+    """(training ids, validation ids or None), both checked long enough."""
+    fraction, steps, batch = (config['val_fraction'], config['num_steps'],
+                              config['batch_size'])
     train, valid = corpus, None
-    if fraction > 0:  # the last `fraction` of the ids, as evaluate.split_corpus cuts them
+    # The last `fraction` of the ids, as evaluate.split_corpus cuts them.
+    if fraction > 0:
         cut = int(len(corpus) * (1 - fraction))
         train, valid = corpus[:cut], corpus[cut:]
     try:
         check_corpus_length(train, batch, steps)
     except ValueError as e:
         needed = re.search(r'at least (\d+)', str(e))
-        at_least = f' (at least {needed.group(1)} are needed)' if needed else ''
-        raise CLIError(f'{len(train)} characters to train on are too few for one minibatch of '
-                       f'--batch-size {batch} x --num-steps {steps}{at_least}; use a longer '
-                       'text, a larger --max-tokens, or smaller --batch-size and '
-                       '--num-steps.') from None
+        at_least = (f' (at least {needed.group(1)} are needed)' if needed
+                    else '')
+        raise CLIError(
+            f'{len(train)} characters to train on are too few for one '
+            f'minibatch of --batch-size {batch} x --num-steps '
+            f'{steps}{at_least}; use a longer text, a larger --max-tokens, '
+            'or smaller --batch-size and --num-steps.') from None
     if valid is not None and len(valid) < steps + 1:
-        raise CLIError(f'--val-fraction {fraction} leaves {len(valid)} of {len(corpus)} '
-                       f'characters for validation, fewer than --num-steps + 1 = '
-                       f'{steps + 1}; raise --val-fraction or --max-tokens.')
+        raise CLIError(
+            f'--val-fraction {fraction} leaves {len(valid)} of '
+            f'{len(corpus)} characters for validation, fewer than '
+            f'--num-steps + 1 = {steps + 1}; raise --val-fraction or '
+            '--max-tokens.')
     return train, valid
 
 
-# ---------------------------------------------------------------- train: the loop
+# ---------------------------------------------------------------- train: loop
 
 def rng_state_to_json(state):
-    """``random.getstate()`` as JSON-ready lists (the minibatch iterators draw from it)."""
+    """``random.getstate()`` as JSON-ready lists.
+
+    The minibatch iterators draw from that state.
+    """
     version, internal, gauss_next = state
     return [version, list(internal), gauss_next]
 
@@ -357,12 +434,12 @@ def restore_rng_state(obj, directory):
         version, internal, gauss_next = obj
         random.setstate((version, tuple(internal), gauss_next))
     except (TypeError, ValueError):
-        raise CLIError(f'the checkpoint in {directory} holds no valid random state; '
-                       'train again.') from None
+        raise CLIError(f'the checkpoint in {directory} holds no valid random '
+                       'state; train again.') from None
 
 
 class Snapshot:
-    """The state at the end of an epoch: all that a checkpoint needs, copied."""
+    """The state at the end of an epoch: all a checkpoint needs, copied."""
 
     def __init__(self, epoch, model, history):
         self.epoch = epoch
@@ -372,15 +449,17 @@ class Snapshot:
         self.written = False  # set once save_snapshot has written it
 
     def checkpoint(self, vocab, config):
-        progress = {'epoch': self.epoch, 'python_random': self.rng, 'history': self.history}
+        progress = {'epoch': self.epoch, 'python_random': self.rng,
+                    'history': self.history}
         return ckpt.Checkpoint(self.params, vocab, config, progress)
 
 
 @contextlib.contextmanager
 def sigint_deferred():
-    """Hold Ctrl-C back while a checkpoint is written, and deliver it afterwards."""
+    """Hold Ctrl-C back while a checkpoint is written, then deliver it."""
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = signal.signal(signal.SIGINT,
+                             lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
@@ -390,7 +469,10 @@ def sigint_deferred():
 
 
 def save_snapshot(out, snapshot, vocab, config):
-    """Write the snapshot as the checkpoint in `out`; Ctrl-C waits until it is written."""
+    """Write the snapshot as the checkpoint in `out`.
+
+    Ctrl-C waits until it is written.
+    """
     try:
         with sigint_deferred():
             ckpt.save(out, snapshot.checkpoint(vocab, config))
@@ -401,14 +483,18 @@ def save_snapshot(out, snapshot, vocab, config):
 
 
 def progress_bar(config, start):
-    """A tqdm bar over epochs, on stderr, starting at the epochs already done."""
+    """A tqdm bar over epochs, on stderr, starting at the epochs done."""
     from tqdm import tqdm
-    return tqdm(total=config['num_epochs'], initial=start, desc='train', unit='epoch',
-                file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=config['num_epochs'], initial=start, desc='train',
+                unit='epoch', file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5)
 
 
 def epoch_postfix(record):
-    """What the bar shows after an epoch: perplexity, tokens/s, validation perplexity."""
+    """What the bar shows after an epoch.
+
+    Perplexity, tokens per second and validation perplexity.
+    """
     postfix = {'ppl': f'{record["perplexity"]:.2f}',
                'tok/s': f'{record["tokens_per_sec"]:.0f}'}
     if record['val_perplexity'] is not None:
@@ -417,36 +503,47 @@ def epoch_postfix(record):
 
 
 class Run:
-    """One training run: model, data, configuration, where to save, what happened so far."""
+    """One training run: model, data, settings, where to save, history."""
 
     def __init__(self, model, vocab, train, valid, config, ctx, out, every):
-        self.model, self.vocab, self.config, self.ctx = model, vocab, config, ctx
+        self.model, self.vocab, self.config, self.ctx = (model, vocab,
+                                                         config, ctx)
         self.out, self.every = out, every
-        self.train_iter = SeqDataLoader(config['batch_size'], config['num_steps'],
-                                        config['use_random_iter'], -1,  # train is cut already
+        self.train_iter = SeqDataLoader(config['batch_size'],
+                                        config['num_steps'],
+                                        config['use_random_iter'],
+                                        -1,  # train is cut already
                                         corpus=train, vocab=vocab)
         self.valid = (None if valid is None else
-                      eval_batches(valid, config['batch_size'], config['num_steps']))
+                      eval_batches(valid, config['batch_size'],
+                                   config['num_steps']))
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def updater(self, batch_size):
         sgd(self.model.params, self.config['lr'], batch_size)
 
     def epoch(self, epoch):
-        """Train one epoch (D2L 8.5.6) and score the validation text; return the record."""
+        """Train one epoch (D2L 8.5.6), score validation; return the record."""
         try:
-            ppl, speed = train_epoch_ch8(self.model, self.train_iter, self.loss, self.updater,
-                                         self.ctx, self.config['use_random_iter'])
+            ppl, speed = train_epoch_ch8(self.model, self.train_iter,
+                                         self.loss, self.updater, self.ctx,
+                                         self.config['use_random_iter'])
         except FloatingPointError as e:
-            raise CLIError(f'epoch {epoch}: {e} The last checkpoint in {self.out} is kept; '
-                           'start afresh with --force and a smaller --lr.') from None
-        val = None if self.valid is None else evaluate_perplexity(self.model, self.valid, self.ctx)
+            raise CLIError(
+                f'epoch {epoch}: {e} The last checkpoint in {self.out} is '
+                'kept; start afresh with --force and a smaller --lr.'
+            ) from None
+        val = (None if self.valid is None
+               else evaluate_perplexity(self.model, self.valid, self.ctx))
         return {'epoch': epoch, 'perplexity': ppl, 'tokens_per_sec': speed,
                 'val_perplexity': val}
 
     def run(self, start, history, saved):
-        """Epochs start+1 .. num_epochs, with checkpoints every `every` epochs, at the end, on
-        Ctrl-C."""
+        """Epochs start+1 .. num_epochs, with checkpoints.
+
+        A checkpoint is written every `every` epochs, at the end and on
+        Ctrl-C.
+        """
         snapshot = Snapshot(start, self.model, history)
         bar = progress_bar(self.config, start)
         try:
@@ -455,21 +552,25 @@ class Run:
                 snapshot = Snapshot(epoch, self.model, history)
                 bar.set_postfix(epoch_postfix(history[-1]), refresh=False)
                 bar.update()
-                if epoch % self.every == 0 or epoch == self.config['num_epochs']:
-                    save_snapshot(self.out, snapshot, self.vocab, self.config)
+                if (epoch % self.every == 0
+                        or epoch == self.config['num_epochs']):
+                    save_snapshot(self.out, snapshot, self.vocab,
+                                  self.config)
                     saved = epoch
         except KeyboardInterrupt:
             bar.close()
             if saved != snapshot.epoch and not snapshot.written:
                 save_snapshot(self.out, snapshot, self.vocab, self.config)
-            raise Interrupted(f'interrupted: saved epoch {snapshot.epoch} in {self.out}; '
-                              f'continue with `d2lrnn train --out {self.out} --resume`.') from None
+            raise Interrupted(
+                f'interrupted: saved epoch {snapshot.epoch} in {self.out}; '
+                f'continue with `d2lrnn train --out {self.out} --resume`.'
+            ) from None
         bar.close()
         return history
 
 
 def cmd_train(args):
-    """Check everything, then train from scratch or from the checkpoint, saving as we go."""
+    """Check everything, then train afresh or resume, saving as we go."""
     out = Path(args.out)
     check_out_dir(out, args)
     read = manifest_bytes(out)
@@ -481,14 +582,16 @@ def cmd_train(args):
     ensure_writable(out)
     with training_lock(out):
         if manifest_bytes(out) != read:  # another run saved in between
-            raise CLIError(f'the checkpoint in {out} changed while this command started; '
-                           'run it again.')
+            raise CLIError(f'the checkpoint in {out} changed while this '
+                           'command started; run it again.')
         if checkpoint is None:
             model, start, history = start_fresh(config, vocab, ctx)
         else:
             model, start, history = start_from(checkpoint, vocab, ctx, out)
-        run = Run(model, vocab, train, valid, config, ctx, out, args.checkpoint_every)
-        history = run.run(start, history, saved=None if checkpoint is None else start)
+        run = Run(model, vocab, train, valid, config, ctx, out,
+                  args.checkpoint_every)
+        history = run.run(start, history,
+                          saved=None if checkpoint is None else start)
         report_training(history, model, vocab, ctx, out)
 
 
@@ -497,49 +600,59 @@ def start_fresh(config, vocab, ctx):
     random.seed(config['seed'])  # the minibatch iterators draw from `random`
     mx.random.seed(config['seed'])  # get_params draws from MXNet's generator
     model = make_model(len(vocab), config['num_hiddens'], ctx)
-    config['model'] = type(model).__name__  # for the record: which class trained it
+    # For the record: which class trained it.
+    config['model'] = type(model).__name__
     return model, 0, []
 
 
 def start_from(checkpoint, vocab, ctx, out):
-    """The checkpoint's model and random state: (model, epochs done, history)."""
+    """The checkpoint's model and random state.
+
+    Returns (model, epochs done, history).
+    """
     check_same_vocab(vocab, checkpoint.vocab, out)
     model = model_from_checkpoint(checkpoint, ctx)
     restore_rng_state(checkpoint.progress.get('python_random'), out)
-    return model, checkpoint.progress['epoch'], list(checkpoint.progress['history'])
+    return (model, checkpoint.progress['epoch'],
+            list(checkpoint.progress['history']))
 
 
 def check_same_vocab(vocab, saved_vocab, out):
     """The text must give the vocabulary the checkpoint was trained with."""
     if vocab.idx_to_token != saved_vocab.idx_to_token:
-        raise CLIError(f'the text now gives another vocabulary than the checkpoint in {out}; '
-                       'start afresh with --force.')
+        raise CLIError('the text now gives another vocabulary than the '
+                       f'checkpoint in {out}; start afresh with --force.')
 
 
 def report_training(history, model, vocab, ctx, out):
-    """The section's closing lines: perplexity, speed, a prediction; then where the model is."""
+    """The section's closing lines, then where the model is.
+
+    The closing lines are perplexity, speed and a prediction.
+    """
     if history:
         last = history[-1]
         val = ('' if last['val_perplexity'] is None
                else f', validation perplexity {last["val_perplexity"]:.1f}')
-        print(f'epoch {last["epoch"]}: perplexity {last["perplexity"]:.1f}{val}, '
+        print(f'epoch {last["epoch"]}: perplexity '
+              f'{last["perplexity"]:.1f}{val}, '
               f'{last["tokens_per_sec"]:.0f} tokens/sec on {ctx}')
     if set('time traveller') <= set(vocab.token_to_idx):
         print(predict_ch8('time traveller', 50, model, vocab, ctx))
     print(f'checkpoint: {out}')
 
 
-# ---------------------------------------------------------------- generate, evaluate
+# ------------------------------------------------------ generate, evaluate
 
 def cmd_generate(args):
-    """`d2lrnn generate`: print the prefix and its continuation (D2L 8.5.4)."""
+    """`d2lrnn generate`: print a prefix and its continuation (D2L 8.5.4)."""
     if not args.sample and (args.alpha is not None or args.seed is not None):
-        raise CLIError('--alpha and --seed choose how to sample: add --sample.')
+        raise CLIError(
+            '--alpha and --seed choose how to sample: add --sample.')
     checkpoint = ckpt.load(args.checkpoint)
     prefix = read_prefix(args.prefix, checkpoint.vocab)
     ctx = choose_ctx(args.device)
-    model = WithoutUnk(model_from_checkpoint(checkpoint, ctx), len(checkpoint.vocab),
-                       checkpoint.vocab.unk, ctx)
+    model = WithoutUnk(model_from_checkpoint(checkpoint, ctx),
+                       len(checkpoint.vocab), checkpoint.vocab.unk, ctx)
     alpha = 1.0 if args.alpha is None else args.alpha
     print(predict_ch8(prefix, args.n, model, checkpoint.vocab, ctx,
                       sample=args.sample, alpha=alpha, seed=args.seed))
@@ -556,8 +669,10 @@ class WithoutUnk:
 
     def __init__(self, model, vocab_size, unk, ctx):
         self.model = model
-        self.mask = np.zeros(vocab_size, ctx=ctx)  # added, not written in place: the
-        self.mask[unk] = -math.inf                 # model's outputs may be its own buffers
+        # Added, not written in place: the model's outputs may be its own
+        # buffers.
+        self.mask = np.zeros(vocab_size, ctx=ctx)
+        self.mask[unk] = -math.inf
 
     def __call__(self, X, state):
         Y, state = self.model(X, state)
@@ -571,16 +686,19 @@ def cmd_evaluate(args):
     """`d2lrnn evaluate`: print the perplexity of the checkpoint on a text."""
     checkpoint = ckpt.load(args.checkpoint)
     max_tokens = -1 if args.max_tokens is None else args.max_tokens
-    corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab, max_tokens)
+    corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab,
+                                      max_tokens)
     config = checkpoint.config
-    if not all(isinstance(config.get(key), int) and not isinstance(config.get(key), bool)
+    if not all(isinstance(config.get(key), int)
+               and not isinstance(config.get(key), bool)
                and config[key] > 0 for key in ('batch_size', 'num_steps')):
-        raise CLIError(f'the checkpoint in {args.checkpoint} has no valid batch_size and '
-                       'num_steps in its config, which scoring needs; train again.')
+        raise CLIError(
+            f'the checkpoint in {args.checkpoint} has no valid batch_size '
+            'and num_steps in its config, which scoring needs; train again.')
     data = eval_batches(corpus, config['batch_size'], config['num_steps'])
     if unknown:
-        print(f'{PROG}: warning: {args.text} has characters the model never saw, scored as '
-              f'<unk>: {"".join(unknown)!r}', file=sys.stderr)
+        print(f'{PROG}: warning: {args.text} has characters the model never '
+              f'saw, scored as <unk>: {"".join(unknown)!r}', file=sys.stderr)
     ctx = choose_ctx(args.device)
     model = model_from_checkpoint(checkpoint, ctx)
     ppl = evaluate_perplexity(model, data, ctx)
@@ -590,29 +708,33 @@ def cmd_evaluate(args):
 # ---------------------------------------------------------------- the parser
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: ``d2lrnn: error: ...``."""
+    """An argparse parser whose errors are one line: ``d2lrnn: error: ...``."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f'{PROG}: error: {message} (see `{self.prog} --help`)\n')
+        self.exit(EXIT_USAGE,
+                  f'{PROG}: error: {message} (see `{self.prog} --help`)\n')
 
 
 def number_type(convert, accept, wanted):
-    """An argparse type: `convert` the text, then insist that `accept(value)` holds."""
+    """An argparse type: `convert` the text, then require `accept(value)`."""
     def parse(text):
         try:
             value = convert(text)
         except ValueError:
             value = None
         if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f'must be {wanted}, got {text!r}')
+            raise argparse.ArgumentTypeError(
+                f'must be {wanted}, got {text!r}')
         return value
     return parse
 
 
 positive_int = number_type(int, lambda v: v > 0, 'a positive integer')
-positive_float = number_type(float, lambda v: 0 < v < math.inf, 'a positive number')
+positive_float = number_type(float, lambda v: 0 < v < math.inf,
+                             'a positive number')
 # A seed that both Python's random and MXNet accept.
-seed_int = number_type(int, lambda v: 0 <= v < 2 ** 32, 'an integer from 0 to 2**32 - 1')
+seed_int = number_type(int, lambda v: 0 <= v < 2 ** 32,
+                       'an integer from 0 to 2**32 - 1')
 
 
 def max_tokens_int(text):
@@ -633,45 +755,58 @@ def fraction(text):
     except ValueError:
         value = math.nan
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 0 and below 1, got {text!r}')
+        raise argparse.ArgumentTypeError(
+            f'must be at least 0 and below 1, got {text!r}')
     return value
 
 
 def add_device(parser):
-    parser.add_argument('--device', choices=['cpu', 'gpu', 'auto'], default='auto',
-                        help='where to compute (default: auto, a GPU if MXNet sees one)')
+    parser.add_argument(
+        '--device', choices=['cpu', 'gpu', 'auto'], default='auto',
+        help='where to compute (default: auto, a GPU if MXNet sees one)')
 
 
 def add_train_parser(subparsers):
-    p = subparsers.add_parser('train', help='train a model and write checkpoints',
-                              description='Train the scratch RNN of D2L 8.5 on a text.')
+    p = subparsers.add_parser(
+        'train', help='train a model and write checkpoints',
+        description='Train the scratch RNN of D2L 8.5 on a text.')
     d = DEFAULTS
-    p.add_argument('--out', required=True, metavar='DIR', help='checkpoint directory')
+    p.add_argument('--out', required=True, metavar='DIR',
+                   help='checkpoint directory')
     p.add_argument('--text', metavar='FILE',
                    help='a UTF-8 text to learn (default: The Time Machine)')
     p.add_argument('--hidden', type=positive_int, metavar='N',
                    help=f'hidden units (default {d["num_hiddens"]})')
-    p.add_argument('--lr', type=positive_float, help=f'learning rate (default {d["lr"]})')
+    p.add_argument('--lr', type=positive_float,
+                   help=f'learning rate (default {d["lr"]})')
     p.add_argument('--epochs', type=positive_int, metavar='N',
-                   help=f'epochs in all, counting resumed ones (default {d["num_epochs"]})')
+                   help='epochs in all, counting resumed ones '
+                        f'(default {d["num_epochs"]})')
     p.add_argument('--batch-size', type=positive_int, metavar='N',
-                   help=f'subsequences per minibatch (default {d["batch_size"]})')
+                   help='subsequences per minibatch '
+                        f'(default {d["batch_size"]})')
     p.add_argument('--num-steps', type=positive_int, metavar='N',
-                   help=f'time steps per subsequence (default {d["num_steps"]})')
+                   help='time steps per subsequence '
+                        f'(default {d["num_steps"]})')
     p.add_argument('--iter', choices=['sequential', 'random'],
-                   help='sequential partitioning or random sampling (default sequential)')
+                   help='sequential partitioning or random sampling '
+                        '(default sequential)')
     p.add_argument('--max-tokens', type=max_tokens_int, metavar='N',
-                   help=f"characters of the text to use, or 'all' (default {d['max_tokens']})")
+                   help="characters of the text to use, or 'all' "
+                        f"(default {d['max_tokens']})")
     p.add_argument('--val-fraction', type=fraction, metavar='F',
-                   help='the last fraction of those characters held out for validation '
-                        '(default 0: none, as in the book)')
+                   help='the last fraction of those characters held out '
+                        'for validation (default 0: none, as in the book)')
     p.add_argument('--seed', type=seed_int, metavar='S',
                    help=f'random seed (default {d["seed"]})')
     add_device(p)
-    p.add_argument('--checkpoint-every', type=positive_int, default=10, metavar='N',
-                   help='write a checkpoint every N epochs (default 10), and at the end')
+    p.add_argument('--checkpoint-every', type=positive_int, default=10,
+                   metavar='N',
+                   help='write a checkpoint every N epochs (default 10), '
+                        'and at the end')
     p.add_argument('--resume', action='store_true',
-                   help='continue the checkpoint in --out with its own settings')
+                   help='continue the checkpoint in --out with its own '
+                        'settings')
     p.add_argument('--force', action='store_true',
                    help='replace the checkpoint in --out with a new run')
     p.set_defaults(func=cmd_train)
@@ -680,18 +815,23 @@ def add_train_parser(subparsers):
 def add_generate_parser(subparsers):
     p = subparsers.add_parser(
         'generate', help='continue a prefix with a trained model',
-        description='Continue a prefix, greedily (the book) or by sampling. The prefix is '
-                    'read as the text was: lower case, each run of non-letters one space. '
-                    'Characters the model never saw are refused.')
+        description='Continue a prefix, greedily (the book) or by sampling. '
+                    'The prefix is read as the text was: lower case, each '
+                    'run of non-letters one space. Characters the model '
+                    'never saw are refused.')
     p.add_argument('--checkpoint', required=True, metavar='DIR',
                    help='the --out directory of `d2lrnn train`')
-    p.add_argument('--prefix', required=True, metavar='TEXT', help='the text to continue')
+    p.add_argument('--prefix', required=True, metavar='TEXT',
+                   help='the text to continue')
     p.add_argument('-n', type=positive_int, default=50,
                    help='characters to generate (default 50)')
     p.add_argument('--sample', action='store_true',
-                   help='draw each character from p**alpha instead of taking the argmax')
-    p.add_argument('--alpha', type=positive_float, help='sharpness of sampling (default 1)')
-    p.add_argument('--seed', type=seed_int, metavar='S', help='make a sample repeatable')
+                   help='draw each character from p**alpha instead of '
+                        'taking the argmax')
+    p.add_argument('--alpha', type=positive_float,
+                   help='sharpness of sampling (default 1)')
+    p.add_argument('--seed', type=seed_int, metavar='S',
+                   help='make a sample repeatable')
     add_device(p)
     p.set_defaults(func=cmd_generate)
 
@@ -699,11 +839,13 @@ def add_generate_parser(subparsers):
 def add_evaluate_parser(subparsers):
     p = subparsers.add_parser(
         'evaluate', help="a model's perplexity on a text",
-        description="Perplexity on a text read sequentially from its start (deterministic). "
-                    "Characters outside the model's vocabulary count as <unk>, with a warning.")
+        description='Perplexity on a text read sequentially from its start '
+                    "(deterministic). Characters outside the model's "
+                    'vocabulary count as <unk>, with a warning.')
     p.add_argument('--checkpoint', required=True, metavar='DIR',
                    help='the --out directory of `d2lrnn train`')
-    p.add_argument('--text', required=True, metavar='FILE', help='a UTF-8 text')
+    p.add_argument('--text', required=True, metavar='FILE',
+                   help='a UTF-8 text')
     p.add_argument('--max-tokens', type=max_tokens_int, metavar='N',
                    help="characters to score (default all)")
     add_device(p)
@@ -712,9 +854,11 @@ def add_evaluate_parser(subparsers):
 
 def build_parser():
     """The parser of all three commands."""
-    parser = Parser(prog=PROG, description='The character-level RNN of D2L 8.5 from the shell.')
-    subparsers = parser.add_subparsers(title='commands', metavar='COMMAND', required=True,
-                                       parser_class=Parser)
+    parser = Parser(
+        prog=PROG,
+        description='The character-level RNN of D2L 8.5 from the shell.')
+    subparsers = parser.add_subparsers(title='commands', metavar='COMMAND',
+                                       required=True, parser_class=Parser)
     add_train_parser(subparsers)
     add_generate_parser(subparsers)
     add_evaluate_parser(subparsers)
@@ -722,7 +866,11 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run one command; return the exit status (0 done, 1 bad input, 2 usage, 130 Ctrl-C)."""
+    """Run one command; return the exit status.
+
+    0 when done, 1 for bad input, 2 for a malformed command line, 130
+    after Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

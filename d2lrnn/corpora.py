@@ -1,31 +1,32 @@
-"""Other books than The Time Machine, read the way section 8.3 reads it (exercise 2).
+"""Other books than The Time Machine, read as in section 8.3 (exercise 2).
 
 A Project Gutenberg file wraps the book in Gutenberg's own text: a header
 before a line ``*** START OF ...`` and the licence after a line
 ``*** END OF ...``. A model trained on the file would learn that legal text
 too, so ``strip_gutenberg`` keeps only what lies between the two markers::
 
-    Project Gutenberg's The War of the Worlds, by H. G. Wells   <- header
+    Project Gutenberg's The War of the Worlds, by H. G. Wells  <- header
     ...
     *** START OF THIS PROJECT GUTENBERG EBOOK THE WAR OF THE WORLDS ***
-    The War of the Worlds ... (the book) ...                    <- kept
-    End of the Project Gutenberg EBook of The War of the Worlds  <- dropped too
+    The War of the Worlds ... (the book) ...                   <- kept
+    End of the Project Gutenberg EBook of ...                  <- dropped too
     *** END OF THIS PROJECT GUTENBERG EBOOK THE WAR OF THE WORLDS ***
-    ... licence ...                                             <- dropped
+    ... licence ...                                            <- dropped
 
-Then the lines go through the same cleaning as The Time Machine (lower case,
-every run of non-letters becomes one space) and become character ids.
+Then the lines go through the same cleaning as The Time Machine (lower
+case, every run of non-letters becomes one space) and become character
+ids.
 """
 import re
 
-from .data import (TEXTS, check_has_letters, check_sha1, corpus_of, preprocess_lines, read_text,
-                   read_time_machine)
+from .data import (TEXTS, check_has_letters, check_sha1, corpus_of,
+                   preprocess_lines, read_text, read_time_machine)
 from .evaluate import split_corpus
 
 WAR_OF_THE_WORLDS = TEXTS / 'war_of_the_worlds.txt'
 WAR_OF_THE_WORLDS_SHA1 = 'fdf575eff02987ac9da1ca5623679883b38cdfdd'
-# The bundled file is Windows-1252 (curly quotes are bytes 0x91-0x94), not UTF-8,
-# although its header claims UTF-8.
+# The bundled file is Windows-1252 (curly quotes are bytes 0x91-0x94), not
+# UTF-8, although its header claims UTF-8.
 WAR_OF_THE_WORLDS_ENCODING = 'cp1252'
 
 _START = re.compile(r'^\*\*\* ?START OF', re.MULTILINE)
@@ -34,26 +35,31 @@ _TRAILER = re.compile(r'^\s*End of (the )?Project Gutenberg', re.IGNORECASE)
 
 
 def strip_gutenberg(text):
-    """The book inside a Project Gutenberg file: the text between the START and END lines.
+    """The book inside a Project Gutenberg file, between START and END.
 
     The marker lines themselves are dropped, and so is a closing
-    "End of the Project Gutenberg EBook ..." line just before the END marker.
-    Raises ``ValueError`` if either marker is missing, or if END comes before START.
+    "End of the Project Gutenberg EBook ..." line just before the END
+    marker. Raises ``ValueError`` if either marker is missing, or if END
+    comes before START.
     """
     start, end = _START.search(text), _END.search(text)
     if start is None or end is None:
-        missing = ' and '.join(name for name, m in (('START', start), ('END', end)) if m is None)
+        missing = ' and '.join(name for name, m in (('START', start),
+                                                     ('END', end))
+                               if m is None)
         raise ValueError(
-            f"no '*** {missing} OF' line: this does not look like a Project Gutenberg "
-            'file; read it with gutenberg=False.')
+            f"no '*** {missing} OF' line: this does not look like a Project "
+            'Gutenberg file; read it with gutenberg=False.')
     if end.start() < start.start():
-        raise ValueError("the '*** END OF' line comes before the '*** START OF' line: "
-                         'the file is damaged.')
+        raise ValueError("the '*** END OF' line comes before the "
+                         "'*** START OF' line: the file is damaged.")
     body_start = text.find('\n', start.start())
     body = text[body_start + 1 if body_start >= 0 else start.end():end.start()]
-    # Lines end at '\n' only, as in data.preprocess_lines (not str.splitlines()).
+    # Lines end at '\n' only, as in data.preprocess_lines (not
+    # str.splitlines()).
     lines = body.split('\n')
-    # Drop blank lines at the end, then a closing "End of the Project Gutenberg" line.
+    # Drop blank lines at the end, then a closing "End of the Project
+    # Gutenberg" line.
     while lines and not lines[-1].strip():
         lines.pop()
     if lines and _TRAILER.match(lines[-1]):
@@ -64,11 +70,12 @@ def strip_gutenberg(text):
 
 
 def read_book(path, encoding='utf-8', gutenberg=True, sha1=None):
-    """Lines of the book at `path`, cleaned as in section 8.3 (lower case, letters and spaces).
+    """Lines of the book at `path`, cleaned as in section 8.3.
 
-    ``gutenberg=True`` keeps only the text between Gutenberg's START and END
-    lines. With `sha1` the file is checked first. Raises ``ValueError`` for a
-    text without a single letter, which would give a model nothing to learn.
+    That is, lower case, letters and spaces. ``gutenberg=True`` keeps only
+    the text between Gutenberg's START and END lines. With `sha1` the file
+    is checked first. Raises ``ValueError`` for a text without a single
+    letter, which would give a model nothing to learn.
     """
     if sha1 is not None:
         check_sha1(path, sha1)
@@ -81,42 +88,53 @@ def read_book(path, encoding='utf-8', gutenberg=True, sha1=None):
 
 
 def read_war_of_the_worlds():
-    """Lines of *The War of the Worlds* (bundled, SHA-1 checked, Gutenberg text removed)."""
+    """Lines of *The War of the Worlds*, without Gutenberg's own text.
+
+    The book is bundled and checked against its SHA-1.
+    """
     return read_book(WAR_OF_THE_WORLDS, WAR_OF_THE_WORLDS_ENCODING,
                      gutenberg=True, sha1=WAR_OF_THE_WORLDS_SHA1)
 
 
-BOOKS = {'time_machine': read_time_machine, 'war_of_the_worlds': read_war_of_the_worlds}
+BOOKS = {'time_machine': read_time_machine,
+         'war_of_the_worlds': read_war_of_the_worlds}
 
 
 def read_named_book(name):
     """Lines of a bundled book: 'time_machine' or 'war_of_the_worlds'."""
     if name not in BOOKS:
-        raise ValueError(f'unknown book {name!r}: use one of {sorted(BOOKS)}.')
+        raise ValueError(
+            f'unknown book {name!r}: use one of {sorted(BOOKS)}.')
     return BOOKS[name]()
 
 
 def encode(lines, vocab):
-    """Character ids of `lines` through `vocab` (characters it lacks become ``<unk>``)."""
+    """Character ids of `lines` through `vocab`.
+
+    Characters that `vocab` lacks become ``<unk>``.
+    """
     return corpus_of(lines, vocab)[0]
 
 
 def load_corpus(lines, vocab=None):
-    """(character ids, vocabulary) of `lines`; the vocabulary is built from them unless given.
+    """(character ids, vocabulary) of `lines`.
 
-    Pass another book's vocabulary to read this text as that book's model sees it.
+    The vocabulary is built from `lines` unless given: pass another book's
+    vocabulary to read this text as that book's model sees it.
     """
     return corpus_of(lines, vocab)
 
 
-def load_book_split(name, train_fraction=0.9, max_train_tokens=-1, vocab=None):
+def load_book_split(name, train_fraction=0.9, max_train_tokens=-1,
+                    vocab=None):
     """(training ids, validation ids, vocabulary) of a bundled book.
 
-    The book is cut once at `train_fraction`; the validation text is the end
-    of the book, which the model never trains on. `max_train_tokens` > 0 keeps
-    only the start of the training text (the section trains on 10,000
-    characters); the validation text stays the same. The vocabulary is built
-    from the whole book unless `vocab` is given.
+    The book is cut once at `train_fraction`; the validation text is the
+    end of the book, which the model never trains on. A positive
+    `max_train_tokens` keeps only the start of the training text (the
+    section trains on 10,000 characters); the validation text stays the
+    same. The vocabulary is built from the whole book unless `vocab` is
+    given.
     """
     corpus, vocab = load_corpus(read_named_book(name), vocab)
     train, valid = split_corpus(corpus, train_fraction)
@@ -126,12 +144,15 @@ def load_book_split(name, train_fraction=0.9, max_train_tokens=-1, vocab=None):
 
 
 def unknown_fraction(ids, vocab):
-    """The fraction of `ids` that are ``<unk>``: how much of a text a vocabulary misses."""
+    """The fraction of `ids` that are ``<unk>``.
+
+    That is how much of a text a vocabulary misses.
+    """
     if len(ids) == 0:
         raise ValueError('the text is empty: there are no ids to count.')
     return sum(1 for i in ids if i == vocab.unk) / len(ids)
 
 
-__all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'strip_gutenberg', 'read_book',
-           'read_war_of_the_worlds', 'read_named_book', 'encode', 'load_corpus',
-           'load_book_split', 'unknown_fraction']
+__all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'strip_gutenberg',
+           'read_book', 'read_war_of_the_worlds', 'read_named_book',
+           'encode', 'load_corpus', 'load_book_split', 'unknown_fraction']

@@ -1,46 +1,51 @@
-"""A faster scratch RNN: the mathematics of D2L section 8.5, arranged for the CPU.
+"""A faster scratch RNN: the mathematics of D2L 8.5, arranged for the CPU.
 
-``FastRNNScratch`` computes exactly what ``RNNModelScratch`` with ``get_params``,
-``init_rnn_state`` and ``rnn`` computes::
+``FastRNNScratch`` computes exactly what ``RNNModelScratch`` with
+``get_params``, ``init_rnn_state`` and ``rnn`` computes::
 
     H_t = tanh(X_t W_xh + H_{t-1} W_hh + b_h)     # (batch_size, num_hiddens)
     O_t = H_t W_hq + b_q                          # (batch_size, vocab_size)
 
-with the same five parameters (drawn by ``get_params``, so a seed gives the same
-start), the same state and the same output rows, so ``sgd``, ``grad_clipping``,
-``train_epoch_ch8``, ``train_ch8`` and ``predict_ch8`` use it unchanged. What
-makes it fast, each step measured (``bench/bench_speed.py``, the book's page
-"Making the scratch RNN fast"):
+with the same five parameters (drawn by ``get_params``, so a seed gives the
+same start), the same state and the same output rows, so ``sgd``,
+``grad_clipping``, ``train_epoch_ch8``, ``train_ch8`` and ``predict_ch8``
+use it unchanged. What makes it fast, each step measured
+(``bench/bench_speed.py``, the book's page "Making the scratch RNN fast"):
 
-1. **oneDNN kernels.** In the MXNet 1.9.1 wheel ``np.dot`` goes to an OpenBLAS
-   built for SSE and ``np.tanh`` to a scalar loop; ``npx.fully_connected`` and
-   ``npx.activation`` go to oneDNN, which generates code for the CPU it runs on
-   (AVX-512 here); the benchmark records both libraries' rates.
-2. **The state kept transposed.** oneDNN multiplies (512, 512) by (512, 32)
-   faster than (32, 512) by (512, 512) (the benchmark records both), so each
-   step computes H_t^T = tanh(W_hh^T H_{t-1}^T + ...) and transposes the small
-   result back with MXNet's classic ``transpose`` (a oneDNN reorder, faster
-   here than ``np.transpose``).
-3. **Inputs and outputs for all steps at once.** X_t W_xh + b_h for every step
-   is one product with the one-hot inputs (the autograd variants pick rows of
-   ``W_xh`` with ``npx.embedding``); the output layer is one
+1. **oneDNN kernels.** In the MXNet 1.9.1 wheel ``np.dot`` goes to an
+   OpenBLAS built for SSE and ``np.tanh`` to a scalar loop;
+   ``npx.fully_connected`` and ``npx.activation`` go to oneDNN, which
+   generates code for the CPU it runs on (AVX-512 here); the benchmark
+   records both libraries' rates.
+2. **The state kept transposed.** oneDNN multiplies (512, 512) by
+   (512, 32) faster than (32, 512) by (512, 512) (the benchmark records
+   both), so each step computes H_t^T = tanh(W_hh^T H_{t-1}^T + ...) and
+   transposes the small result back with MXNet's classic ``transpose`` (a
+   oneDNN reorder, faster here than ``np.transpose``).
+3. **Inputs and outputs for all steps at once.** X_t W_xh + b_h for every
+   step is one product with the one-hot inputs (the autograd variants pick
+   rows of ``W_xh`` with ``npx.embedding``); the output layer is one
    (num_steps * batch_size, num_hiddens) product.
 4. **Backpropagation through time by hand.** Autograd computes dW_hh as
-   num_steps thin (num_hiddens, batch_size) x (batch_size, num_hiddens) products
-   and adds them up; the hand-written backward only carries dH from step to step
-   and then forms the weight gradients as three products over all steps, the
-   bias gradients and dW_xh included (rows of ones and of one-hot inputs).
-5. **Cached graphs.** Forward and backward are each one hybridized graph (built
-   once per num_steps and batch_size), so no Python runs per operator; the
-   model records one operation (an ``autograd.Function``) per call. They
-   allocate per call (no ``static_alloc``): as fast, and less peak memory.
-6. **One ``split``, not ``np.split``**: MXNet's ``np.split`` into 35 parts costs
-   as much as the recurrence; the classic ``split`` (``SliceChannel``) used here
-   writes all the parts in one cheap operator, cheaper than one ``slice`` per step.
+   num_steps thin (num_hiddens, batch_size) x (batch_size, num_hiddens)
+   products and adds them up; the hand-written backward only carries dH
+   from step to step and then forms the weight gradients as three products
+   over all steps, the bias gradients and dW_xh included (rows of ones and
+   of one-hot inputs).
+5. **Cached graphs.** Forward and backward are each one hybridized graph
+   (built once per num_steps and batch_size), so no Python runs per
+   operator; the model records one operation (an ``autograd.Function``)
+   per call. They allocate per call (no ``static_alloc``): as fast, and
+   less peak memory.
+6. **One ``split``, not ``np.split``**: MXNet's ``np.split`` into 35 parts
+   costs as much as the recurrence; the classic ``split``
+   (``SliceChannel``) used here writes all the parts in one cheap
+   operator, cheaper than one ``slice`` per step.
 
 The class is deliberately *not* a Gluon ``Block``: ``train_ch8`` would then
-re-initialise it and train it with a Gluon ``Trainer``. Its parameters are the
-plain arrays of ``get_params``, and the gradients land in their ``.grad``.
+re-initialise it and train it with a Gluon ``Trainer``. Its parameters are
+the plain arrays of ``get_params``, and the gradients land in their
+``.grad``.
 """
 import mxnet
 from mxnet import autograd, gluon, np, npx
@@ -50,37 +55,50 @@ from .model import get_params, init_rnn_state
 
 
 def rnn_unrolled(F, X, H, params, sizes):
-    """The RNN of D2L 8.5.3 over token ids `X` (batch_size, num_steps) from state `H`.
+    """The RNN of D2L 8.5.3 over token ids `X` from state `H`.
 
-    `F` holds the ``np``/``npx`` namespaces (``mxnet.ndarray`` imperatively,
-    ``mxnet.symbol`` when hybridized); `sizes` is (vocab_size, num_hiddens,
-    num_steps), which a symbolic graph cannot read from shapes. Returns the
-    outputs (num_steps * batch_size, vocab_size), step after step as in ``rnn``,
-    and the last hidden state (batch_size, num_hiddens). Autograd differentiates
-    it (variants 'hybrid' and 'imperative'); the default variant runs
-    ``_BPTTForward`` and ``_BPTTBackward`` instead.
+    `X` is shaped (batch_size, num_steps). `F` holds the ``np``/``npx``
+    namespaces (``mxnet.ndarray`` imperatively, ``mxnet.symbol`` when
+    hybridized); `sizes` is (vocab_size, num_hiddens, num_steps), which a
+    symbolic graph cannot read from shapes. Returns the outputs
+    (num_steps * batch_size, vocab_size), step after step as in ``rnn``,
+    and the last hidden state (batch_size, num_hiddens). Autograd
+    differentiates it (variants 'hybrid' and 'imperative'); the default
+    variant runs ``_BPTTForward`` and ``_BPTTBackward`` instead.
     """
     W_xh, W_hh, b_h, W_hq, b_q = params
     vocab_size, num_hiddens, num_steps = sizes
     XW = _input_projection(F, X, W_xh, b_h, vocab_size, num_hiddens)
-    W_hh_T = W_hh.T  # fully_connected multiplies by the transpose of its weight
+    # fully_connected multiplies by the transpose of its weight
+    W_hh_T = W_hh.T
     Hs = []
-    for XW_t in _unstack(F, XW, num_steps):  # XW_t: (batch_size, num_hiddens)
-        HW = F.npx.fully_connected(H, W_hh_T, no_bias=True, num_hidden=num_hiddens)
-        H = F.npx.activation(XW_t + HW, act_type='tanh')  # (batch_size, num_hiddens)
+    # XW_t: (batch_size, num_hiddens)
+    for XW_t in _unstack(F, XW, num_steps):
+        HW = F.npx.fully_connected(H, W_hh_T, no_bias=True,
+                                   num_hidden=num_hiddens)
+        # (batch_size, num_hiddens)
+        H = F.npx.activation(XW_t + HW, act_type='tanh')
         Hs.append(H)
-    Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]  # (num_steps * batch_size, num_hiddens)
-    return F.npx.fully_connected(Hs, W_hq.T, b_q, num_hidden=vocab_size), H
+    # (num_steps * batch_size, num_hiddens)
+    Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]
+    return (F.npx.fully_connected(Hs, W_hq.T, b_q, num_hidden=vocab_size),
+            H)
 
 
 def _input_projection(F, X, W_xh, b_h, vocab_size, num_hiddens):
-    """X_t W_xh + b_h for every step at once, by row lookup (one-hot X_t picks a row of W_xh)."""
-    XW = F.npx.embedding(X.T, W_xh, input_dim=vocab_size, output_dim=num_hiddens)
+    """X_t W_xh + b_h for every step at once, by row lookup.
+
+    A one-hot X_t picks a row of W_xh.
+    """
+    XW = F.npx.embedding(X.T, W_xh, input_dim=vocab_size,
+                         output_dim=num_hiddens)
     return XW + b_h  # (num_steps, batch_size, num_hiddens)
 
 
 class _Unrolled(gluon.HybridBlock):
-    """``rnn_unrolled`` for one (vocab_size, num_hiddens, num_steps), as a cached graph.
+    """``rnn_unrolled`` as a cached graph, for one set of sizes.
+
+    The sizes are (vocab_size, num_hiddens, num_steps).
 
     It has no parameters of its own: the five arrays come in as inputs, so
     their gradients go to the arrays of ``get_params``.
@@ -91,60 +109,78 @@ class _Unrolled(gluon.HybridBlock):
         self.sizes = sizes
 
     def hybrid_forward(self, F, X, H, W_xh, W_hh, b_h, W_hq, b_q):
-        return rnn_unrolled(F, X, H, (W_xh, W_hh, b_h, W_hq, b_q), self.sizes)
+        return rnn_unrolled(F, X, H, (W_xh, W_hh, b_h, W_hq, b_q),
+                            self.sizes)
 
 
 def _transpose(F, Z, axes=None):
-    """Z transposed by MXNet's classic ``transpose``, which runs as a oneDNN reorder
-    and is much faster here than ``np.transpose``."""
+    """Z transposed by MXNet's classic ``transpose``.
+
+    It runs as a oneDNN reorder, much faster here than ``np.transpose``.
+    """
     Z = Z.as_nd_ndarray()
-    return (F.transpose(Z, axes=axes) if axes else F.transpose(Z)).as_np_ndarray()
+    return (F.transpose(Z, axes=axes) if axes
+            else F.transpose(Z)).as_np_ndarray()
 
 
 def _unstack(F, Z, num, axis=0):
-    """The `num` slices of Z along `axis`, that axis dropped, by one classic ``split``."""
+    """The `num` slices of Z along `axis`, that axis dropped.
+
+    One classic ``split`` cuts them all.
+    """
     if num == 1:
         return [F.np.squeeze(Z, axis=axis)]
-    parts = F.split(Z.as_nd_ndarray(), num_outputs=num, axis=axis, squeeze_axis=True)
+    parts = F.split(Z.as_nd_ndarray(), num_outputs=num, axis=axis,
+                    squeeze_axis=True)
     return [parts[i].as_np_ndarray() for i in range(num)]
 
 
 class _BPTTForward(gluon.HybridBlock):
     """Forward pass as a cached graph, the hidden state kept *transposed*.
 
-    oneDNN multiplies (num_hiddens, num_hiddens) by (num_hiddens, batch_size)
-    faster than (batch_size, num_hiddens) by (num_hiddens, num_hiddens)
-    (mb512ic512oc32 against mb32ic512oc512 in its verbose log, ``DNNL_VERBOSE=1``),
-    so each step computes H_t^T = tanh(W_hh^T H_{t-1}^T + (X_t W_xh + b_h)^T)
-    and transposes the small result back for the next product and the output
-    layer. Returns the outputs (num_steps * batch_size, vocab_size), the last
-    state (batch_size, num_hiddens) and every state transposed, H_0^T first:
-    (num_steps + 1, num_hiddens, batch_size), which the backward pass needs.
+    oneDNN multiplies (num_hiddens, num_hiddens) by
+    (num_hiddens, batch_size) faster than (batch_size, num_hiddens) by
+    (num_hiddens, num_hiddens) (mb512ic512oc32 against mb32ic512oc512 in
+    its verbose log, ``DNNL_VERBOSE=1``), so each step computes
+    H_t^T = tanh(W_hh^T H_{t-1}^T + (X_t W_xh + b_h)^T) and transposes the
+    small result back for the next product and the output layer. Returns
+    the outputs (num_steps * batch_size, vocab_size), the last state
+    (batch_size, num_hiddens) and every state transposed, H_0^T first:
+    (num_steps + 1, num_hiddens, batch_size), which the backward pass
+    needs.
     """
 
     def __init__(self, sizes):
         super().__init__()
-        self.sizes = sizes  # (vocab_size, num_hiddens, num_steps, batch_size)
+        # (vocab_size, num_hiddens, num_steps, batch_size)
+        self.sizes = sizes
 
     def hybrid_forward(self, F, W_xh, W_hh, b_h, W_hq, b_q, H0, X):
         vocab_size, num_hiddens, num_steps, batch_size = self.sizes
-        # (X_t W_xh + b_h)^T for all steps in one product: [W_xh; b_h]^T [onehot(X_t), 1]^T
-        inputs = F.np.concatenate([F.npx.one_hot(X.T.reshape(-1), vocab_size),
-                                   F.np.ones((num_steps * batch_size, 1))], axis=1)
-        XW = F.npx.fully_connected(F.np.concatenate([W_xh.T, F.np.expand_dims(b_h, 1)], axis=1),
-                                   inputs, no_bias=True, num_hidden=num_steps * batch_size)
-        XWs = _unstack(F, XW.reshape(num_hiddens, num_steps, batch_size), num_steps, axis=1)
+        # (X_t W_xh + b_h)^T for all steps in one product:
+        # [W_xh; b_h]^T [onehot(X_t), 1]^T
+        inputs = F.np.concatenate(
+            [F.npx.one_hot(X.T.reshape(-1), vocab_size),
+             F.np.ones((num_steps * batch_size, 1))], axis=1)
+        XW = F.npx.fully_connected(
+            F.np.concatenate([W_xh.T, F.np.expand_dims(b_h, 1)], axis=1),
+            inputs, no_bias=True, num_hidden=num_steps * batch_size)
+        XWs = _unstack(F, XW.reshape(num_hiddens, num_steps, batch_size),
+                       num_steps, axis=1)
         W_hh_T = _transpose(F, W_hh)
         H, Ss, Hs = H0, [_transpose(F, H0)], []
         for XW_t in XWs:
-            # fully_connected(data, weight) = data weight^T: here W_hh^T H^T, (num_hiddens, batch_size)
-            HW = F.npx.fully_connected(W_hh_T, H, no_bias=True, num_hidden=batch_size)
+            # fully_connected(data, weight) = data weight^T: here
+            # W_hh^T H^T, (num_hiddens, batch_size)
+            HW = F.npx.fully_connected(W_hh_T, H, no_bias=True,
+                                       num_hidden=batch_size)
             S = F.npx.activation(HW + XW_t, act_type='tanh')  # H_t^T
             H = _transpose(F, S)  # (batch_size, num_hiddens)
             Ss.append(S)
             Hs.append(H)
         Ss = F.np.stack(Ss)  # (num_steps + 1, num_hiddens, batch_size)
-        Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]  # (num_steps * batch_size, num_hiddens)
+        # (num_steps * batch_size, num_hiddens)
+        Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]
         Y = F.npx.fully_connected(Hs, W_hq.T, b_q, num_hidden=vocab_size)
         return Y, H, Ss  # Y: (num_steps * batch_size, vocab_size)
 
@@ -157,10 +193,10 @@ class _BPTTBackward(gluon.HybridBlock):
     Here the loop only carries the state gradient back from step to step,
     transposed as in the forward pass; then all weight gradients come from
     three products over all (num_steps + 1) * batch_size columns. Pairing
-    the states H_0 ... H_T with the gradients one step later (dA_1 ... dA_T, 0)
-    gives dW_hh; with the output gradients of the same step (0, dY_1 ... dY_T)
-    it gives dW_hq; a row of ones gives the bias gradients, and one-hot rows
-    give dW_xh.
+    the states H_0 ... H_T with the gradients one step later
+    (dA_1 ... dA_T, 0) gives dW_hh; with the output gradients of the same
+    step (0, dY_1 ... dY_T) it gives dW_hq; a row of ones gives the bias
+    gradients, and one-hot rows give dW_xh.
     """
 
     def __init__(self, sizes):
@@ -169,51 +205,82 @@ class _BPTTBackward(gluon.HybridBlock):
 
     def hybrid_forward(self, F, dY, dH_last, W_hh, W_hq, X, Ss):
         vocab_size, num_hiddens, num_steps, batch_size = self.sizes
-        # dY W_hq^T, the gradient reaching each H_t from its output, transposed per step
-        dHs = F.npx.fully_connected(W_hq, dY, no_bias=True, num_hidden=num_steps * batch_size)
-        dHs = _unstack(F, dHs.reshape(num_hiddens, num_steps, batch_size), num_steps, axis=1)
-        dtanh = _unstack(F, 1 - Ss * Ss, num_steps + 1)  # tanh' = 1 - H_t^2, each (num_hiddens, batch_size)
-        dH, dAs = _transpose(F, dH_last), [F.np.zeros((num_hiddens, batch_size))]
+        # dY W_hq^T, the gradient reaching each H_t from its output,
+        # transposed per step
+        dHs = F.npx.fully_connected(W_hq, dY, no_bias=True,
+                                    num_hidden=num_steps * batch_size)
+        dHs = _unstack(F, dHs.reshape(num_hiddens, num_steps, batch_size),
+                       num_steps, axis=1)
+        # tanh' = 1 - H_t^2, each (num_hiddens, batch_size)
+        dtanh = _unstack(F, 1 - Ss * Ss, num_steps + 1)
+        dH, dAs = (_transpose(F, dH_last),
+                   [F.np.zeros((num_hiddens, batch_size))])
         for t in reversed(range(num_steps)):
-            dA = (dHs[t] + dH) * dtanh[t + 1]  # before tanh, transposed: (num_hiddens, batch_size)
+            # before tanh, transposed: (num_hiddens, batch_size)
+            dA = (dHs[t] + dH) * dtanh[t + 1]
             dAs.insert(0, dA)
-            # W_hh dA^T = (dA W_hh^T)^T, the gradient reaching H_{t-1}, transposed
-            dH = F.npx.fully_connected(W_hh, _transpose(F, dA), no_bias=True, num_hidden=batch_size)
-        # (num_hiddens, (num_steps + 1) * batch_size): columns step by step, batch inside
-        dA = _transpose(F, F.np.stack(dAs), (1, 0, 2)).reshape(num_hiddens, -1)
+            # W_hh dA^T = (dA W_hh^T)^T, the gradient reaching H_{t-1},
+            # transposed
+            dH = F.npx.fully_connected(W_hh, _transpose(F, dA), no_bias=True,
+                                       num_hidden=batch_size)
+        # (num_hiddens, (num_steps + 1) * batch_size): columns step by step,
+        # batch inside
+        dA = _transpose(F, F.np.stack(dAs),
+                        (1, 0, 2)).reshape(num_hiddens, -1)
         H = _transpose(F, Ss, (1, 0, 2)).reshape(num_hiddens, -1)
-        dY = _transpose(F, F.np.concatenate([F.np.zeros((batch_size, vocab_size)), dY]))
-        one_hot = F.np.concatenate([F.npx.one_hot(X.T.reshape(-1), vocab_size),
-                                    F.np.zeros((batch_size, vocab_size))])
-        E = F.np.concatenate([_transpose(F, one_hot), F.np.ones((1, (num_steps + 1) * batch_size))])
-        # E: one-hot rows of the inputs (none for the last column block), then ones
-        dW_xh_b_h = F.npx.fully_connected(E, dA, no_bias=True, num_hidden=num_hiddens)
-        # (vocab_size + 1, vocab_size): only the last row, from the ones, is used (db_q)
-        db_q = F.npx.fully_connected(E, dY, no_bias=True, num_hidden=vocab_size)
-        return (F.npx.slice(dW_xh_b_h, begin=(0,), end=(vocab_size,)),  # dW_xh (vocab_size, num_hiddens)
-                F.npx.fully_connected(H, dA, no_bias=True, num_hidden=num_hiddens),  # dW_hh
-                F.npx.slice(dW_xh_b_h, begin=(vocab_size,), end=(None,)).reshape(-1),  # db_h
-                F.npx.fully_connected(H, dY, no_bias=True, num_hidden=vocab_size),  # dW_hq
-                F.npx.slice(db_q, begin=(vocab_size,), end=(None,)).reshape(-1),  # db_q
-                _transpose(F, dH))  # dH0 (batch_size, num_hiddens)
+        dY = _transpose(F, F.np.concatenate(
+            [F.np.zeros((batch_size, vocab_size)), dY]))
+        one_hot = F.np.concatenate(
+            [F.npx.one_hot(X.T.reshape(-1), vocab_size),
+             F.np.zeros((batch_size, vocab_size))])
+        E = F.np.concatenate(
+            [_transpose(F, one_hot),
+             F.np.ones((1, (num_steps + 1) * batch_size))])
+        # E: one-hot rows of the inputs (none for the last column block),
+        # then ones
+        dW_xh_b_h = F.npx.fully_connected(E, dA, no_bias=True,
+                                          num_hidden=num_hiddens)
+        # (vocab_size + 1, vocab_size): only the last row, from the ones, is
+        # used (db_q)
+        db_q = F.npx.fully_connected(E, dY, no_bias=True,
+                                     num_hidden=vocab_size)
+        return (
+            # dW_xh (vocab_size, num_hiddens)
+            F.npx.slice(dW_xh_b_h, begin=(0,), end=(vocab_size,)),
+            # dW_hh
+            F.npx.fully_connected(H, dA, no_bias=True,
+                                  num_hidden=num_hiddens),
+            # db_h
+            F.npx.slice(dW_xh_b_h, begin=(vocab_size,),
+                        end=(None,)).reshape(-1),
+            # dW_hq
+            F.npx.fully_connected(H, dY, no_bias=True,
+                                  num_hidden=vocab_size),
+            # db_q
+            F.npx.slice(db_q, begin=(vocab_size,), end=(None,)).reshape(-1),
+            # dH0 (batch_size, num_hiddens)
+            _transpose(F, dH))
 
 
 class _RNNWithBPTT(autograd.Function):
-    """One recorded operation: the cached forward graph, and the cached BPTT graph as its backward.
+    """One recorded operation: the cached forward and BPTT graphs.
+
+    The BPTT graph is the operation's backward.
 
     Inputs in this order: W_xh, W_hh, b_h, W_hq, b_q, H0, X. MXNet 1.9's
     ``Function`` stops writing gradients at the first input that needs none,
     so the state (detached in training) and the ids (never differentiated)
     come last.
 
-    Memory: ``Function.__call__`` in MXNet 1.9 builds ctypes callbacks that
-    end up in a reference cycle with this instance, so the instance outlives
-    its graph until Python's cyclic garbage collector runs, which can take
-    many minibatches. Whatever it holds lives that long too. So the one large
-    array it saves, all hidden states (num_steps + 1, num_hiddens, batch_size),
-    is dropped as soon as the backward pass has used it; a second backward
-    pass through the same graph (``backward(retain_graph=True)`` twice)
-    recomputes the states from H0 and X instead.
+    Memory: ``Function.__call__`` in MXNet 1.9 builds ctypes callbacks
+    that end up in a reference cycle with this instance, so the instance
+    outlives its graph until Python's cyclic garbage collector runs, which
+    can take many minibatches. Whatever it holds lives that long too. So
+    the one large array it saves, all hidden states
+    (num_steps + 1, num_hiddens, batch_size), is dropped as soon as the
+    backward pass has used it; a second backward pass through the same
+    graph (``backward(retain_graph=True)`` twice) recomputes the states
+    from H0 and X instead.
     """
 
     def __init__(self, forward_graph, backward_graph):
@@ -222,32 +289,39 @@ class _RNNWithBPTT(autograd.Function):
         self.Hs = None
 
     def forward(self, W_xh, W_hh, b_h, W_hq, b_q, H0, X):
-        Y, H, self.Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0, X)
+        Y, H, self.Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0,
+                                           X)
         # the parameters are references, not copies: they cost no memory here
         self.save_for_backward(W_xh, W_hh, b_h, W_hq, b_q, H0, X)
-        return Y, H  # (num_steps * batch_size, vocab_size), (batch_size, num_hiddens)
+        # (num_steps * batch_size, vocab_size), (batch_size, num_hiddens)
+        return Y, H
 
     def backward(self, dY, dH_last):
         W_xh, W_hh, b_h, W_hq, b_q, H0, X = self.saved_tensors
         Hs, self.Hs = self.Hs, None  # see the class docstring
         if Hs is None:  # a second backward pass through a retained graph
             with autograd.pause():
-                Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0, X)[2]
-        grads = self.backward_graph(dY.as_np_ndarray(), dH_last.as_np_ndarray(),
+                Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0,
+                                        X)[2]
+        grads = self.backward_graph(dY.as_np_ndarray(),
+                                    dH_last.as_np_ndarray(),
                                     W_hh, W_hq, X, Hs)
-        grads = list(grads) + [np.zeros(X.shape, ctx=X.ctx)]  # ids have no gradient
+        # The ids have no gradient.
+        grads = list(grads) + [np.zeros(X.shape, ctx=X.ctx)]
         return tuple(g.as_nd_ndarray() for g in grads)
 
 
 class FastRNNScratch:
-    """The scratch RNN of D2L 8.5, same parameters and results as ``RNNModelScratch``, faster.
+    """The scratch RNN of D2L 8.5, faster.
 
+    Same parameters and results as ``RNNModelScratch``:
     ``FastRNNScratch(vocab_size, num_hiddens, ctx)`` stands in for
-    ``RNNModelScratch(vocab_size, num_hiddens, ctx, get_params, init_rnn_state, rnn)``.
-    `variant` chooses how the gradient is computed, for measuring: ``'bptt'``
-    (the default and fastest: backpropagation through time by hand),
-    ``'hybrid'`` (autograd through the cached graph of ``rnn_unrolled``) or
-    ``'imperative'`` (autograd through the same operators, one call each).
+    ``RNNModelScratch(vocab_size, num_hiddens, ctx, get_params,
+    init_rnn_state, rnn)``. `variant` chooses how the gradient is computed,
+    for measuring: ``'bptt'`` (the default and fastest: backpropagation
+    through time by hand), ``'hybrid'`` (autograd through the cached graph
+    of ``rnn_unrolled``) or ``'imperative'`` (autograd through the same
+    operators, one call each).
     """
 
     VARIANTS = ('bptt', 'hybrid', 'imperative')
@@ -255,38 +329,52 @@ class FastRNNScratch:
     def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt'):
         check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
         if variant not in self.VARIANTS:
-            raise ValueError(f'variant must be one of {self.VARIANTS}, got {variant!r}.')
+            raise ValueError(f'variant must be one of {self.VARIANTS}, '
+                             f'got {variant!r}.')
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)
         self.variant = variant
         self._graphs = {}  # sizes -> cached graphs
 
     def __call__(self, X, state):
-        """Outputs (num_steps * batch_size, vocab_size) for token ids X (batch_size, num_steps),
-        and the new state ``(H,)``."""
+        """Outputs and the new state ``(H,)`` for token ids X.
+
+        X is shaped (batch_size, num_steps), the outputs
+        (num_steps * batch_size, vocab_size).
+        """
         num_steps = self._check_input(X, state)
         H, = state
         sizes = (self.vocab_size, self.num_hiddens, num_steps)
         if self.variant == 'bptt':
-            Y, H = _RNNWithBPTT(*self._graph(sizes + (X.shape[0],)))(*self.params, H, X)
+            graphs = self._graph(sizes + (X.shape[0],))
+            Y, H = _RNNWithBPTT(*graphs)(*self.params, H, X)
         elif self.variant == 'hybrid':
             Y, H = self._graph(sizes)[0](X, H, *self.params)
         else:
             Y, H = rnn_unrolled(mxnet.ndarray, X, H, self.params, sizes)
-        return Y, (H,)  # (num_steps * batch_size, vocab_size), ((batch_size, num_hiddens),)
+        # (num_steps * batch_size, vocab_size), ((batch_size, num_hiddens),)
+        return Y, (H,)
 
     def begin_state(self, batch_size, ctx):
-        """The initial state: a tuple holding zeros (batch_size, num_hiddens), as ``init_rnn_state``."""
+        """The initial state, as ``init_rnn_state`` makes it.
+
+        A tuple holding zeros shaped (batch_size, num_hiddens).
+        """
         return init_rnn_state(batch_size, self.num_hiddens, ctx)
 
     def _graph(self, sizes):
-        """The cached graphs for these sizes, built on first use: (forward, backward) for
-        'bptt' (sizes end with batch_size), (unrolled,) for 'hybrid'."""
+        """The cached graphs for these sizes, built on first use.
+
+        (forward, backward) for 'bptt' (sizes end with batch_size),
+        (unrolled,) for 'hybrid'.
+        """
         if sizes not in self._graphs:
-            blocks = ((_BPTTForward, _BPTTBackward) if self.variant == 'bptt' else (_Unrolled,))
+            blocks = ((_BPTTForward, _BPTTBackward) if self.variant == 'bptt'
+                      else (_Unrolled,))
             graphs = tuple(block(sizes) for block in blocks)
-            # The BPTT graphs allocate per call: static buffers would keep the memory of
-            # both graphs for good (more peak memory, and measured no faster).
+            # The BPTT graphs allocate per call: static buffers would keep
+            # the memory of both graphs for good (more peak memory, and
+            # measured no faster).
             static = self.variant == 'hybrid'
             for graph in graphs:
                 graph.hybridize(static_alloc=static, static_shape=static)
@@ -294,14 +382,17 @@ class FastRNNScratch:
         return self._graphs[sizes]
 
     def _check_input(self, X, state):
-        """Raise a clear error for inputs the model cannot read; return num_steps."""
+        """Raise a clear error for unreadable inputs; return num_steps."""
         if X.ndim != 2:
-            raise ValueError('X must hold token ids shaped (batch_size, num_steps), '
-                             f'got shape {X.shape}.')
+            raise ValueError(
+                'X must hold token ids shaped (batch_size, num_steps), '
+                f'got shape {X.shape}.')
         if not isinstance(state, (tuple, list)) or len(state) != 1:
-            raise ValueError('state must be a tuple holding one array, as begin_state returns.')
+            raise ValueError('state must be a tuple holding one array, '
+                             'as begin_state returns.')
         expected = (X.shape[0], self.num_hiddens)
         if state[0].shape != expected:
-            raise ValueError(f'the state has shape {state[0].shape}, expected {expected} '
-                             f'for a minibatch of {X.shape[0]} rows.')
+            raise ValueError(
+                f'the state has shape {state[0].shape}, expected {expected} '
+                f'for a minibatch of {X.shape[0]} rows.')
         return X.shape[1]
