@@ -216,6 +216,24 @@ def _remove_unnamed(directory, keep):
             _unlink_quietly(path)
 
 
+def remove(directory):
+    """Delete the checkpoint in `directory`, if any, manifest first.
+
+    Without its manifest a directory holds no checkpoint, so a crash
+    half-way leaves none rather than a damaged one. Only this module's
+    files go; the directory itself goes if that empties it.
+    """
+    directory = Path(directory)
+    if not directory.is_dir() or directory.is_symlink():
+        return
+    _unlink_quietly(directory / MANIFEST)
+    _remove_unnamed(directory, set())
+    try:
+        directory.rmdir()
+    except OSError:  # something else lives there: leave it
+        pass
+
+
 def _unlink_quietly(path):
     try:
         os.unlink(path)

@@ -39,7 +39,7 @@ from . import checkpoint as ckpt
 from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, SeqDataLoader, Vocab,
                    check_corpus_length, check_sha1, clean, preprocess_lines,
                    tokenize)
-from .evaluate import evaluate_perplexity, seq_data_iter_eval
+from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
 from .fast import FastRNNScratch
 from .predict import predict_ch8
 from .train import sgd, train_epoch_ch8
@@ -388,15 +388,29 @@ def manifest_bytes(out):
         return None
 
 
+def holdout_split(corpus, fraction):
+    """(the first ids, the last `fraction` of them), or (corpus, None).
+
+    The one cut that `train --val-fraction` and `evaluate --val-fraction`
+    both make (``evaluate.split_corpus`` at 1 - `fraction`), so that
+    evaluate scores exactly the characters training held out.
+    """
+    if not fraction > 0:
+        return corpus, None
+    try:
+        return split_corpus(corpus, 1 - fraction)
+    except ValueError:
+        raise CLIError(
+            f'--val-fraction {fraction} of {len(corpus)} characters leaves '
+            'one part empty; use a longer text or another fraction.'
+        ) from None
+
+
 def split_for_validation(corpus, config):
     """(training ids, validation ids or None), both checked long enough."""
     fraction, steps, batch = (config['val_fraction'], config['num_steps'],
                               config['batch_size'])
-    train, valid = corpus, None
-    # The last `fraction` of the ids, as evaluate.split_corpus cuts them.
-    if fraction > 0:
-        cut = int(len(corpus) * (1 - fraction))
-        train, valid = corpus[:cut], corpus[cut:]
+    train, valid = holdout_split(corpus, fraction)
     try:
         check_corpus_length(train, batch, steps)
     except ValueError as e:
@@ -468,15 +482,17 @@ def sigint_deferred():
         raise KeyboardInterrupt
 
 
-def save_snapshot(out, snapshot, vocab, config):
+def save_snapshot(out, snapshot, vocab, config, main=True):
     """Write the snapshot as the checkpoint in `out`.
 
-    Ctrl-C waits until it is written.
+    Ctrl-C waits until it is written. `main` False is the best epoch's
+    copy, which does not count as the run's checkpoint.
     """
     try:
         with sigint_deferred():
             ckpt.save(out, snapshot.checkpoint(vocab, config))
-            snapshot.written = True  # before a deferred Ctrl-C is raised
+            if main:
+                snapshot.written = True  # before a deferred Ctrl-C is raised
     except OSError as e:
         raise CLIError(f'cannot write the checkpoint to {out} ({e.strerror}); '
                        'the previous one is kept.') from None
@@ -542,7 +558,9 @@ class Run:
         """Epochs start+1 .. num_epochs, with checkpoints.
 
         A checkpoint is written every `every` epochs, at the end and on
-        Ctrl-C.
+        Ctrl-C; with a validation part, the epoch of the lowest validation
+        perplexity so far is also written, as soon as it ends, to
+        ``best/`` in `out`.
         """
         snapshot = Snapshot(start, self.model, history)
         bar = progress_bar(self.config, start)
@@ -550,6 +568,9 @@ class Run:
             for epoch in range(start + 1, self.config['num_epochs'] + 1):
                 history.append(self.epoch(epoch))
                 snapshot = Snapshot(epoch, self.model, history)
+                if best_epoch(history) == epoch:
+                    save_snapshot(self.out / BEST, snapshot, self.vocab,
+                                  self.config, main=False)
                 bar.set_postfix(epoch_postfix(history[-1]), refresh=False)
                 bar.update()
                 if (epoch % self.every == 0
@@ -569,6 +590,21 @@ class Run:
         return history
 
 
+BEST = 'best'  # in --out: the checkpoint of the best validation epoch
+
+
+def best_epoch(history):
+    """The epoch of the lowest finite validation perplexity, or None.
+
+    The earliest one wins a tie, so a later epoch that only equals it does
+    not replace the best checkpoint.
+    """
+    scored = [(h['val_perplexity'], h['epoch']) for h in history
+              if h.get('val_perplexity') is not None
+              and math.isfinite(h['val_perplexity'])]
+    return min(scored)[1] if scored else None
+
+
 def cmd_train(args):
     """Check everything, then train afresh or resume, saving as we go."""
     out = Path(args.out)
@@ -585,6 +621,9 @@ def cmd_train(args):
             raise CLIError(f'the checkpoint in {out} changed while this '
                            'command started; run it again.')
         if checkpoint is None:
+            # A best epoch of the run that --force replaces is not this
+            # run's.
+            ckpt.remove(out / BEST)
             model, start, history = start_fresh(config, vocab, ctx)
         else:
             model, start, history = start_from(checkpoint, vocab, ctx, out)
@@ -639,6 +678,11 @@ def report_training(history, model, vocab, ctx, out):
     if set('time traveller') <= set(vocab.token_to_idx):
         print(predict_ch8('time traveller', 50, model, vocab, ctx))
     print(f'checkpoint: {out}')
+    best = best_epoch(history)
+    if best is not None:
+        print(f'best validation perplexity '
+              f'{history[best - 1]["val_perplexity"]:.2f}, epoch {best}: '
+              f'{out / BEST}')
 
 
 # ------------------------------------------------------ generate, evaluate
@@ -683,11 +727,14 @@ class WithoutUnk:
 
 
 def cmd_evaluate(args):
-    """`d2lrnn evaluate`: print the perplexity of the checkpoint on a text."""
+    """`d2lrnn evaluate`: perplexity and bits per character on a text.
+
+    With ``--val-fraction F`` only the last F of the characters are
+    scored, cut as ``train --val-fraction F`` cut them (``holdout_split``);
+    then ``--max-tokens`` defaults to the checkpoint's, so that on the
+    training text the scored characters are exactly its validation part.
+    """
     checkpoint = ckpt.load(args.checkpoint)
-    max_tokens = -1 if args.max_tokens is None else args.max_tokens
-    corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab,
-                                      max_tokens)
     config = checkpoint.config
     if not all(isinstance(config.get(key), int)
                and not isinstance(config.get(key), bool)
@@ -695,14 +742,34 @@ def cmd_evaluate(args):
         raise CLIError(
             f'the checkpoint in {args.checkpoint} has no valid batch_size '
             'and num_steps in its config, which scoring needs; train again.')
-    data = eval_batches(corpus, config['batch_size'], config['num_steps'])
+    max_tokens = evaluate_max_tokens(args, config)
+    corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab,
+                                      max_tokens)
+    scored = corpus
+    if args.val_fraction:
+        scored = holdout_split(corpus, args.val_fraction)[1]
+    data = eval_batches(scored, config['batch_size'], config['num_steps'])
     if unknown:
         print(f'{PROG}: warning: {args.text} has characters the model never '
               f'saw, scored as <unk>: {"".join(unknown)!r}', file=sys.stderr)
     ctx = choose_ctx(args.device)
     model = model_from_checkpoint(checkpoint, ctx)
     ppl = evaluate_perplexity(model, data, ctx)
-    print(f'perplexity {ppl:.2f} on {len(corpus)} characters of {args.text}')
+    where = (f'{len(corpus)} characters' if scored is corpus else
+             f'the last {len(scored)} of {len(corpus)} characters')
+    print(f'perplexity {ppl:.2f}, {math.log2(ppl):.3f} bits per character, '
+          f'on {where} of {args.text}')
+
+
+def evaluate_max_tokens(args, config):
+    """--max-tokens, or its default: all, or the checkpoint's with a split."""
+    if args.max_tokens is not None:
+        return args.max_tokens
+    saved = config.get('max_tokens')
+    if (args.val_fraction and isinstance(saved, int)
+            and not isinstance(saved, bool)):
+        return saved
+    return -1
 
 
 # ---------------------------------------------------------------- the parser
@@ -796,7 +863,9 @@ def add_train_parser(subparsers):
                         f"(default {d['max_tokens']})")
     p.add_argument('--val-fraction', type=fraction, metavar='F',
                    help='the last fraction of those characters held out '
-                        'for validation (default 0: none, as in the book)')
+                        'for validation (default 0: none, as in the book); '
+                        'the epoch of the lowest validation perplexity is '
+                        'also kept, as a checkpoint in DIR/best')
     p.add_argument('--seed', type=seed_int, metavar='S',
                    help=f'random seed (default {d["seed"]})')
     add_device(p)
@@ -839,15 +908,24 @@ def add_generate_parser(subparsers):
 def add_evaluate_parser(subparsers):
     p = subparsers.add_parser(
         'evaluate', help="a model's perplexity on a text",
-        description='Perplexity on a text read sequentially from its start '
+        description='Perplexity and bits per character (log2 of the '
+                    'perplexity) on a text read sequentially from its start '
                     "(deterministic). Characters outside the model's "
-                    'vocabulary count as <unk>, with a warning.')
+                    'vocabulary count as <unk>, with a warning. To score '
+                    'the part of the training text that training held '
+                    'out, give that text and the same --val-fraction.')
     p.add_argument('--checkpoint', required=True, metavar='DIR',
                    help='the --out directory of `d2lrnn train`')
     p.add_argument('--text', required=True, metavar='FILE',
                    help='a UTF-8 text')
     p.add_argument('--max-tokens', type=max_tokens_int, metavar='N',
-                   help="characters to score (default all)")
+                   help="the first N characters of the text, or 'all' "
+                        "(default all; with --val-fraction, the "
+                        "checkpoint's --max-tokens)")
+    p.add_argument('--val-fraction', type=fraction, metavar='F',
+                   help='score only the last fraction F of those '
+                        'characters, cut exactly where `train '
+                        '--val-fraction F` cut them (default 0: all)')
     add_device(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -116,7 +116,8 @@ def test_train_writes_a_checkpoint_and_reports(trained):
     # (empty) lock file that keeps a second `train` out while one runs.
     manifest = json.loads((out / 'manifest.json').read_text())
     assert {p.name for p in out.iterdir()} == (
-        {'manifest.json', cli.LOCK} | {f['name'] for f in manifest['files'].values()})
+        {'manifest.json', cli.LOCK, cli.BEST}
+        | {f['name'] for f in manifest['files'].values()})
     assert (out / cli.LOCK).stat().st_size == 0
 
 
@@ -151,7 +152,8 @@ def test_evaluate_scores_a_text_deterministically(trained):
     result = d2lrnn('evaluate', '--checkpoint', out, '--text', TIME_MACHINE,
                     '--max-tokens', 3000, '--device', 'cpu')
     assert result.returncode == 0 and result.stderr == ''
-    match = re.fullmatch(r'perplexity ([\d.]+) on 3000 characters of .*\n', result.stdout)
+    match = re.fullmatch(r'perplexity ([\d.]+), [\d.]+ bits per character, on 3000 '
+                         r'characters of .*\n', result.stdout)
     # The same number computed here, from the checkpoint, the section's way.
     saved = ckpt.load(out)
     model = cli.model_from_checkpoint(saved, cli.npx.cpu())
@@ -159,6 +161,83 @@ def test_evaluate_scores_a_text_deterministically(trained):
     assert vocab.idx_to_token == saved.vocab.idx_to_token
     ppl = evaluate_perplexity(model, seq_data_iter_eval(corpus, 8, 10), cli.npx.cpu())
     assert match.group(1) == f'{ppl:.2f}'
+
+
+# A learning rate high enough that validation perplexity rises again after epoch 2:
+# the best epoch is not the last.
+UNSTABLE = (*TINY, '--lr', 4, '--val-fraction', 0.2)
+
+
+@pytest.fixture(scope='module')
+def unstable(tmp_path_factory):
+    """The directory of a 5-epoch run whose best validation epoch is not the last."""
+    out = tmp_path_factory.mktemp('unstable') / 'run'
+    code = cli.main(['train', *map(str, UNSTABLE), '--epochs', '5', '--out', str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_keeps_the_best_validation_epoch_not_the_last(capsys, unstable, tmp_path):
+    history = ckpt.load(unstable).progress['history']
+    vals = [h['val_perplexity'] for h in history]
+    best = vals.index(min(vals)) + 1
+    assert best < len(vals) == 5  # else this test would not tell best from last
+    kept = ckpt.load(unstable / cli.BEST)
+    assert kept.progress['epoch'] == best and kept.progress['history'] == history[:best]
+    # The parameters are those of a run stopped at the best epoch, bit for bit.
+    again = tmp_path / 'again'
+    train_here(capsys, *UNSTABLE, '--epochs', best, '--out', again)
+    assert_same_params(kept.params, load_params(again))
+    assert not onp.array_equal(kept.params['W_hh'], load_params(unstable)['W_hh'])
+
+
+def test_train_names_the_best_checkpoint(capsys, tmp_path):
+    out = tmp_path / 'run'
+    code, stdout, _ = run_main(capsys, 'train', *UNSTABLE, '--epochs', 3, '--out', out)
+    vals = [h['val_perplexity'] for h in ckpt.load(out).progress['history']]
+    best = vals.index(min(vals)) + 1
+    assert code == 0 and stdout.splitlines()[-1] == (
+        f'best validation perplexity {min(vals):.2f}, epoch {best}: {out / cli.BEST}')
+
+
+def test_without_validation_no_best_checkpoint_and_force_drops_a_stale_one(
+        capsys, unstable, tmp_path):
+    out = tmp_path / 'run'
+    shutil.copytree(unstable, out)
+    train_here(capsys, *TINY, '--epochs', 1, '--force', '--out', out)
+    assert not (out / cli.BEST).exists()  # the old run's best is not this run's
+
+
+@pytest.mark.parametrize('which', ['best', 'last'])
+def test_evaluate_val_fraction_scores_what_training_held_out(capsys, unstable, which):
+    """evaluate --val-fraction F on the training text gives training's validation perplexity.
+
+    Both cut the same characters (cli.holdout_split) and score them the same way
+    (cli.eval_batches, from the first character, the state carried along).
+    """
+    directory = unstable / cli.BEST if which == 'best' else unstable
+    saved = ckpt.load(directory)
+    expected = saved.progress['history'][-1]['val_perplexity']
+    code, out, err = run_main(capsys, 'evaluate', '--checkpoint', directory, '--text',
+                              TIME_MACHINE, '--val-fraction', 0.2, '--device', 'cpu')
+    assert code == 0 and err == ''
+    match = re.fullmatch(r'perplexity ([\d.]+), ([\d.]+) bits per character, on the last '
+                         r'400 of 2000 characters of .*\n', out)
+    assert match.group(1) == f'{expected:.2f}'
+    assert match.group(2) == f'{onp.log2(expected):.3f}'
+
+
+def test_evaluate_val_fraction_cuts_as_training_cut(capsys, unstable):
+    """The cut itself: the ids evaluate scores are training's validation ids."""
+    config = ckpt.load(unstable).config
+    corpus, _ = cli.training_corpus(cli.load_text(None)[0], config['max_tokens'])
+    _, valid = cli.split_for_validation(corpus, config)
+    args = cli.build_parser().parse_args(
+        ['evaluate', '--checkpoint', str(unstable), '--text', str(TIME_MACHINE),
+         '--val-fraction', '0.2'])
+    scored, _ = cli.corpus_in_vocab(args.text, ckpt.load(unstable).vocab,
+                                    cli.evaluate_max_tokens(args, config))
+    assert cli.holdout_split(scored, 0.2)[1] == valid
 
 
 def test_load_text_reads_as_the_package_does(tmp_path):
