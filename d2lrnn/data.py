@@ -197,6 +197,11 @@ def load_corpus_time_machine(max_tokens=-1, path=None):
     instead of The Time Machine; a text without a single letter raises
     ``ValueError``.
     """
+    # Checked first: NaN compares false with 0 and would keep the whole text.
+    if (isinstance(max_tokens, bool)
+            or not isinstance(max_tokens, numbers.Integral)):
+        raise ValueError('max_tokens must be an integer (-1 for the whole '
+                         f'text), got {max_tokens!r}.')
     corpus, vocab = corpus_of(read_time_machine(path),
                               source=path or TIME_MACHINE)
     if max_tokens > 0:

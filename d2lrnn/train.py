@@ -17,8 +17,12 @@ def grad_clipping(model, theta):
     ``.params`` that is a generator is not used up by the norm before the
     rescaling loop; and Gluon parameters without a gradient are skipped.
     Both leave the original's results unchanged. Returns the norm before
-    clipping.
+    clipping. `theta` must be a positive number (infinity never clips): 0
+    would zero the gradients, a negative one reverse them, and NaN turn
+    clipping off without a word.
     """
+    if not theta > 0:
+        raise ValueError(f'theta must be a positive number, got {theta!r}.')
     if isinstance(model, gluon.Block):
         grads = [p.grad() for p in model.collect_params().values()
                  if p.grad_req != 'null']
@@ -98,8 +102,10 @@ def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
     the final perplexity. It prints the same three lines at the end.
     """
     check_positive(num_epochs=num_epochs)
-    if not lr > 0:
-        raise ValueError(f'lr must be a positive number, got {lr!r}.')
+    # Infinity would turn the parameters into NaN at the first update.
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(
+            f'lr must be a positive number, and finite, got {lr!r}.')
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     if animator is None:
         animator = Animator(xlabel='epoch', ylabel='perplexity',

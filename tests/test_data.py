@@ -272,3 +272,12 @@ def test_check_positive_number_accepts_finite_positive_numbers(value):
 def test_check_positive_number_names_the_argument(value):
     with pytest.raises(ValueError, match='lr must be a finite number > 0'):
         data.check_positive_number(lr=value)
+
+
+@pytest.mark.parametrize('max_tokens', [float('nan'), 2000.5, '2000', True, None])
+def test_max_tokens_must_be_an_integer(max_tokens):
+    """NaN used to compare false with 0 and silently keep the whole text."""
+    with pytest.raises(ValueError, match='max_tokens must be an integer'):
+        d2lrnn.load_data_time_machine(32, 35, max_tokens=max_tokens)
+    with pytest.raises(ValueError, match='max_tokens must be an integer'):
+        d2lrnn.load_corpus_time_machine(max_tokens)

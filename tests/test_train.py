@@ -263,3 +263,35 @@ def test_an_empty_iterator_is_refused(ctx, make_model):
     with pytest.raises(ValueError, match='yielded no minibatch'):
         d2lrnn.train_epoch_ch8(model, [], gluon.loss.SoftmaxCrossEntropyLoss(),
                                lambda batch_size: None, ctx, False)
+
+
+# ------------------------------------------------ bad arguments refused up front (issue 13)
+
+@pytest.mark.parametrize('lr', [math.inf, -math.inf, float('nan')])
+def test_train_ch8_refuses_a_learning_rate_that_is_not_finite(ctx, make_model, lr):
+    """Refused before any update: the model keeps its finite initial parameters."""
+    train_iter, vocab = d2lrnn.load_data_time_machine(4, 10, max_tokens=1000)
+    model = make_model(len(vocab), 8)
+    before = [p.copy() for p in model.params]
+    with pytest.raises(ValueError, match='lr must be a positive number, and finite'):
+        d2lrnn.train_ch8(model, train_iter, vocab, lr, 1, ctx,
+                         animator=d2lrnn.Animator(display=False))
+    for p, q in zip(model.params, before):
+        assert (p == q).all()
+
+
+@pytest.mark.parametrize('theta', [0, -1, float('nan'), -math.inf])
+def test_grad_clipping_refuses_a_threshold_that_is_not_positive(theta):
+    """-1 would reverse the gradients, 0 zero them and NaN turn clipping off."""
+    model = Params(GRADS)
+    with pytest.raises(ValueError, match='theta must be a positive number'):
+        grad_clipping(model, theta)
+    for g, expected in zip(model.grads(), GRADS):
+        assert onp.array_equal(g, expected)  # untouched
+
+
+def test_grad_clipping_with_an_infinite_threshold_never_clips():
+    model = Params(GRADS)
+    assert grad_clipping(model, math.inf) == pytest.approx(NORM)
+    for g, expected in zip(model.grads(), GRADS):
+        assert onp.array_equal(g, expected)
