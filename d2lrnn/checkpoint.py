@@ -26,6 +26,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as onp
 from mxnet import np, npx
 
 from .data import Vocab
@@ -103,6 +104,9 @@ def exists(directory):
 
 def save(directory, checkpoint):
     """Write `checkpoint` into `directory` atomically, over the one there."""
+    # Before anything is written: a model that is not finite never replaces
+    # one that is.
+    _check_finite(checkpoint.params)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {'params': _write_params(directory, checkpoint.params),
@@ -117,6 +121,23 @@ def save(directory, checkpoint):
     # after it the new.
     _write_atomic(directory, MANIFEST, _json_bytes(manifest))
     _remove_unnamed(directory, {entry['name'] for entry in files.values()})
+
+
+def _check_finite(params):
+    """Raise ValueError naming a parameter that holds NaN or infinity.
+
+    Such a model predicts nothing (a diverged run); it is never saved.
+    """
+    for name in PARAM_NAMES:
+        if name in params and not _all_finite(params[name]):
+            raise ValueError(f'{name} is not finite (NaN or infinity): '
+                             'a diverged model is not saved.')
+
+
+def _all_finite(array):
+    if hasattr(array, 'asnumpy'):  # an MXNet array
+        array = array.asnumpy()
+    return bool(onp.isfinite(array).all())
 
 
 def _json_bytes(obj):
@@ -375,7 +396,12 @@ def _parse_params(directory, data):
     if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
         raise _damaged(directory, 'its parameter file does not hold '
                                   f'{", ".join(PARAM_NAMES)}')
-    return {name: loaded[name].asnumpy() for name in PARAM_NAMES}
+    params = {name: loaded[name].asnumpy() for name in PARAM_NAMES}
+    for name, array in params.items():
+        if not onp.isfinite(array).all():
+            raise _damaged(directory, f'{name} holds NaN or infinite values, '
+                                      'as a diverged model does')
+    return params
 
 
 def _check_shapes(directory, params, vocab_size, config):

@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 import mxnet as mx
+import numpy as onp
 from mxnet import gluon, np, npx
 
 from . import checkpoint as ckpt
@@ -282,19 +283,71 @@ def train_config(args, checkpoint):
 
 
 def check_resumable(config, progress, out):
-    """Refuse a checkpoint that lacks what training needs.
+    """Refuse a checkpoint that lacks what training needs, or holds junk.
 
-    Such a checkpoint was not written by `train`.
+    Such a checkpoint was not written by `train` (or was edited since);
+    each value is checked as the command line checks the option it comes
+    from, so that training never starts from a value it would refuse.
     """
     missing = sorted((set(DEFAULTS) | {'text', 'text_sha256'}) - set(config))
+    wrong = None if missing else first_bad_value(config)
     epoch, history = progress.get('epoch'), progress.get('history')
-    if missing or not (isinstance(epoch, int) and isinstance(history, list)
-                       and len(history) == epoch
-                       and 'python_random' in progress):
+    if missing or wrong or not (
+            is_int(epoch) and isinstance(history, list)
+            and len(history) == epoch and all(map(valid_record, history))
+            and 'python_random' in progress):
         what = (f'its config lacks {", ".join(missing)}' if missing
+                else f'its config is not valid: {wrong}' if wrong
                 else 'its progress is incomplete')
         raise CLIError(f'the checkpoint in {out} cannot be resumed ({what}); '
                        'start afresh with --force.')
+
+
+def is_int(value):
+    """An int, and not a bool (which is an int but never meant as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """An int or a float, and not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each configuration value must be: (test, what the message says).
+CONFIG_RULES = {
+    'num_hiddens': (lambda v: is_int(v) and v > 0, 'a positive integer'),
+    'num_epochs': (lambda v: is_int(v) and v > 0, 'a positive integer'),
+    'batch_size': (lambda v: is_int(v) and v > 0, 'a positive integer'),
+    'num_steps': (lambda v: is_int(v) and v > 0, 'a positive integer'),
+    'lr': (lambda v: is_real(v) and 0 < v < math.inf,
+           'a positive number'),
+    'use_random_iter': (lambda v: isinstance(v, bool), 'true or false'),
+    'max_tokens': (lambda v: is_int(v) and (v > 0 or v == -1),
+                   'an integer'),
+    'seed': (lambda v: is_int(v) and 0 <= v < 2 ** 32,
+             'an integer from 0 to 2**32 - 1'),
+    'val_fraction': (lambda v: is_real(v) and 0 <= v < 1,
+                     'at least 0 and below 1'),
+    'text': (lambda v: v is None or isinstance(v, str), 'a path or null'),
+    'text_sha256': (lambda v: isinstance(v, str), 'a SHA-256'),
+}
+
+
+def first_bad_value(config):
+    """'KEY must be ..., got VALUE' for the first bad value, or None."""
+    for key, (valid, wanted) in CONFIG_RULES.items():
+        if not valid(config[key]):
+            return f'{key} must be {wanted}, got {config[key]!r}'
+    return None
+
+
+def valid_record(record):
+    """One epoch of a progress file's history, as `Run.epoch` makes it."""
+    return (isinstance(record, dict) and is_int(record.get('epoch'))
+            and is_real(record.get('perplexity'))
+            and is_real(record.get('tokens_per_sec'))
+            and (record.get('val_perplexity') is None
+                 or is_real(record.get('val_perplexity'))))
 
 
 def resumed_text(args, config):
@@ -399,11 +452,9 @@ def holdout_split(corpus, fraction):
         return corpus, None
     try:
         return split_corpus(corpus, 1 - fraction)
-    except ValueError:
-        raise CLIError(
-            f'--val-fraction {fraction} of {len(corpus)} characters leaves '
-            'one part empty; use a longer text or another fraction.'
-        ) from None
+    except ValueError:  # a part would be empty: the same cut, and the
+        cut = int(len(corpus) * (1 - fraction))  # callers say which part
+        return corpus[:cut], corpus[cut:]        # is too short
 
 
 def split_for_validation(corpus, config):
@@ -447,7 +498,8 @@ def restore_rng_state(obj, directory):
     try:
         version, internal, gauss_next = obj
         random.setstate((version, tuple(internal), gauss_next))
-    except (TypeError, ValueError):
+    # OverflowError: a number too large for the generator's state.
+    except (TypeError, ValueError, OverflowError):
         raise CLIError(f'the checkpoint in {directory} holds no valid random '
                        'state; train again.') from None
 
@@ -545,14 +597,25 @@ class Run:
                                          self.loss, self.updater, self.ctx,
                                          self.config['use_random_iter'])
         except FloatingPointError as e:
+            raise CLIError(f'epoch {epoch}: {e} {self.kept()}') from None
+        # A finite loss does not prove finite parameters: the last update
+        # may have overflowed. Such a model is never saved.
+        if not all(onp.isfinite(p.asnumpy()).all() for p in self.model.params):
             raise CLIError(
-                f'epoch {epoch}: {e} The last checkpoint in {self.out} is '
-                'kept; start afresh with --force and a smaller --lr.'
-            ) from None
+                f'epoch {epoch}: the parameters overflowed to infinity or '
+                f'NaN: training diverged; {self.kept()}')
         val = (None if self.valid is None
                else evaluate_perplexity(self.model, self.valid, self.ctx))
         return {'epoch': epoch, 'perplexity': ppl, 'tokens_per_sec': speed,
                 'val_perplexity': val}
+
+    def kept(self):
+        """What a diverged run leaves behind, and what to do."""
+        if self.saved is None:
+            return ('nothing of this run was saved; run it again with a '
+                    'smaller --lr.')
+        return (f'the last checkpoint in {self.out}, of epoch {self.saved}, '
+                'is kept; start afresh with --force and a smaller --lr.')
 
     def run(self, start, history, saved):
         """Epochs start+1 .. num_epochs, with checkpoints.
@@ -562,6 +625,7 @@ class Run:
         perplexity so far is also written, as soon as it ends, to
         ``best/`` in `out`.
         """
+        self.saved = saved
         snapshot = Snapshot(start, self.model, history)
         bar = progress_bar(self.config, start)
         try:
@@ -577,16 +641,18 @@ class Run:
                         or epoch == self.config['num_epochs']):
                     save_snapshot(self.out, snapshot, self.vocab,
                                   self.config)
-                    saved = epoch
+                    self.saved = epoch
         except KeyboardInterrupt:
             bar.close()
-            if saved != snapshot.epoch and not snapshot.written:
+            if self.saved != snapshot.epoch and not snapshot.written:
                 save_snapshot(self.out, snapshot, self.vocab, self.config)
             raise Interrupted(
                 f'interrupted: saved epoch {snapshot.epoch} in {self.out}; '
                 f'continue with `d2lrnn train --out {self.out} --resume`.'
             ) from None
-        bar.close()
+        finally:
+            # Also before an error, so that its line starts a line.
+            bar.close()
         return history
 
 

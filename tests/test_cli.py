@@ -47,7 +47,9 @@ def start_d2lrnn(*args, code=None):
 
 def snapshot_bytes(directory):
     """Every file of a directory with its bytes, to show that nothing was touched."""
-    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir())}
+    directory = Path(directory)
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob('*')) if p.is_file()}
 
 
 def stderr_lines(text):
@@ -743,3 +745,73 @@ def test_evaluate_refuses_a_config_without_its_minibatch_shape(capsys, abc_check
     text = write(tmp_path / 'text.txt', 'abc cab bca abc\n')
     assert_refused(capsys, ['evaluate', '--checkpoint', abc_checkpoint, '--text', text],
                    'has no valid batch_size and num_steps in its config', abc_checkpoint)
+
+
+# ---------------------------------------------------------------- never a model that is not finite
+
+def test_a_learning_rate_that_overflows_saves_nothing(capsys, tmp_path):
+    """--lr 1e308 turns the parameters into infinities and NaN in the first update."""
+    out = tmp_path / 'run'
+    code, stdout, err = run_main(capsys, 'train', *TINY, '--lr', '1e308', '--epochs', 2,
+                                 '--val-fraction', 0.2, '--out', out)
+    assert code == 1 and stdout == ''
+    assert_clean_stderr(err)
+    last = stderr_lines(err)[-1]
+    assert re.fullmatch(r'd2lrnn: error: epoch 1: .*diverged.* nothing of this run was '
+                        r'saved; run it again with a smaller --lr\.', last), last
+    assert not ckpt.exists(out) and not (out / cli.BEST).exists()
+
+
+def test_divergence_never_replaces_a_finite_checkpoint(capsys, good):
+    saved = ckpt.load(good)
+    saved.config['lr'] = 1e308  # as if the run had been started with it
+    ckpt.save(good, saved)
+    before = snapshot_bytes(good)
+    code, _, err = run_main(capsys, 'train', '--out', good, '--resume', '--epochs', 8,
+                            '--checkpoint-every', 1)
+    assert code == 1
+    assert stderr_lines(err)[-1].endswith(
+        f'the last checkpoint in {good}, of epoch 4, is kept; start afresh with --force '
+        'and a smaller --lr.')
+    assert snapshot_bytes(good) == before
+    ckpt.load(good)  # still loads: finite
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('lr', float('nan'), 'lr must be a positive number, got nan'),
+    ('lr', float('inf'), 'lr must be a positive number, got inf'),
+    ('lr', '1', "lr must be a positive number, got '1'"),
+    ('batch_size', '32', "batch_size must be a positive integer, got '32'"),
+    ('num_hiddens', 32.0, None),  # caught by the shape check
+    ('use_random_iter', 'yes', "use_random_iter must be true or false, got 'yes'"),
+    ('val_fraction', 1.5, 'val_fraction must be at least 0 and below 1, got 1.5'),
+    ('max_tokens', 'all', "max_tokens must be an integer, got 'all'"),
+    ('seed', -1, 'seed must be an integer from 0 to 2**32 - 1, got -1'),
+    ('num_epochs', True, 'num_epochs must be a positive integer, got True'),
+])
+def test_a_resumed_config_with_a_bad_value_is_refused_in_one_line(capsys, good, key, value,
+                                                                  message):
+    saved = ckpt.load(good)
+    saved.config[key] = value
+    ckpt.save(good, saved)
+    if message is None:
+        message = 'config has no valid num_hiddens'
+    else:
+        message = f'cannot be resumed (its config is not valid: {message})'
+    assert_refused(capsys, ['train', '--out', good, '--resume', '--epochs', 8], message, good)
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda p: p.update(history=[1, 2, 3, 4]), 'its progress is incomplete'),
+    (lambda p: p.update(epoch='4'), 'its progress is incomplete'),
+    (lambda p: p.update(python_random=[3, [2 ** 40] * 625, None]),
+     'holds no valid random state'),
+    (lambda p: p.update(python_random=[3, 'abc', None]), 'holds no valid random state'),
+    (lambda p: p.update(python_random=None), 'holds no valid random state'),
+])
+def test_a_resumed_progress_with_bad_values_is_refused_in_one_line(capsys, good, change,
+                                                                   message):
+    saved = ckpt.load(good)
+    change(saved.progress)
+    ckpt.save(good, saved)
+    assert_refused(capsys, ['train', '--out', good, '--resume', '--epochs', 8], message, good)
