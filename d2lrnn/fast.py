@@ -54,7 +54,7 @@ from .data import check_positive
 from .model import get_params, init_rnn_state
 
 
-def rnn_unrolled(F, X, H, params, sizes):
+def rnn_unrolled(F, X, H, params, sizes, mask=None):
     """The RNN of D2L 8.5.3 over token ids `X` from state `H`.
 
     `X` is shaped (batch_size, num_steps). `F` holds the ``np``/``npx``
@@ -64,7 +64,10 @@ def rnn_unrolled(F, X, H, params, sizes):
     (num_steps * batch_size, vocab_size), step after step as in ``rnn``,
     and the last hidden state (batch_size, num_hiddens). Autograd
     differentiates it (variants 'hybrid' and 'imperative'); the default
-    variant runs ``_BPTTForward`` and ``_BPTTBackward`` instead.
+    variant runs ``_BPTTForward`` and ``_BPTTBackward`` instead. A dropout
+    `mask` (num_steps * batch_size, num_hiddens), if given, multiplies the
+    hidden states on their way to the output layer (not on their way to the
+    next step).
     """
     W_xh, W_hh, b_h, W_hq, b_q = params
     vocab_size, num_hiddens, num_steps = sizes
@@ -81,6 +84,8 @@ def rnn_unrolled(F, X, H, params, sizes):
         Hs.append(H)
     # (num_steps * batch_size, num_hiddens)
     Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]
+    if mask is not None:
+        Hs = Hs * mask
     return (F.npx.fully_connected(Hs, W_hq.T, b_q, num_hidden=vocab_size),
             H)
 
@@ -108,9 +113,9 @@ class _Unrolled(gluon.HybridBlock):
         super().__init__()
         self.sizes = sizes
 
-    def hybrid_forward(self, F, X, H, W_xh, W_hh, b_h, W_hq, b_q):
+    def hybrid_forward(self, F, X, H, W_xh, W_hh, b_h, W_hq, b_q, *mask):
         return rnn_unrolled(F, X, H, (W_xh, W_hh, b_h, W_hq, b_q),
-                            self.sizes)
+                            self.sizes, *mask)
 
 
 def _transpose(F, Z, axes=None):
@@ -147,7 +152,9 @@ class _BPTTForward(gluon.HybridBlock):
     the outputs (num_steps * batch_size, vocab_size), the last state
     (batch_size, num_hiddens) and every state transposed, H_0^T first:
     (num_steps + 1, num_hiddens, batch_size), which the backward pass
-    needs.
+    needs. With dropout, a last input, the mask
+    (num_steps * batch_size, num_hiddens), multiplies the states that
+    enter the output layer.
     """
 
     def __init__(self, sizes):
@@ -155,7 +162,7 @@ class _BPTTForward(gluon.HybridBlock):
         # (vocab_size, num_hiddens, num_steps, batch_size)
         self.sizes = sizes
 
-    def hybrid_forward(self, F, W_xh, W_hh, b_h, W_hq, b_q, H0, X):
+    def hybrid_forward(self, F, W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask):
         vocab_size, num_hiddens, num_steps, batch_size = self.sizes
         # (X_t W_xh + b_h)^T for all steps in one product:
         # [W_xh; b_h]^T [onehot(X_t), 1]^T
@@ -181,6 +188,8 @@ class _BPTTForward(gluon.HybridBlock):
         Ss = F.np.stack(Ss)  # (num_steps + 1, num_hiddens, batch_size)
         # (num_steps * batch_size, num_hiddens)
         Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]
+        if mask:  # dropout between the hidden layer and the output layer
+            Hs = Hs * mask[0]
         Y = F.npx.fully_connected(Hs, W_hq.T, b_q, num_hidden=vocab_size)
         return Y, H, Ss  # Y: (num_steps * batch_size, vocab_size)
 
@@ -196,19 +205,25 @@ class _BPTTBackward(gluon.HybridBlock):
     the states H_0 ... H_T with the gradients one step later
     (dA_1 ... dA_T, 0) gives dW_hh; with the output gradients of the same
     step (0, dY_1 ... dY_T) it gives dW_hq; a row of ones gives the bias
-    gradients, and one-hot rows give dW_xh.
+    gradients, and one-hot rows give dW_xh. With dropout, the mask (last
+    input) multiplies both the gradient that reaches each H_t from its
+    output and the states paired with the output gradients in dW_hq, as it
+    multiplied H_t in the forward pass.
     """
 
     def __init__(self, sizes):
         super().__init__()
         self.sizes = sizes
 
-    def hybrid_forward(self, F, dY, dH_last, W_hh, W_hq, X, Ss):
+    def hybrid_forward(self, F, dY, dH_last, W_hh, W_hq, X, Ss, *mask):
         vocab_size, num_hiddens, num_steps, batch_size = self.sizes
         # dY W_hq^T, the gradient reaching each H_t from its output,
         # transposed per step
         dHs = F.npx.fully_connected(W_hq, dY, no_bias=True,
                                     num_hidden=num_steps * batch_size)
+        if mask:  # transposed like dHs: (num_hiddens, num_steps * batch_size)
+            mask_T = _transpose(F, mask[0])
+            dHs = dHs * mask_T
         dHs = _unstack(F, dHs.reshape(num_hiddens, num_steps, batch_size),
                        num_steps, axis=1)
         # tanh' = 1 - H_t^2, each (num_hiddens, batch_size)
@@ -228,6 +243,10 @@ class _BPTTBackward(gluon.HybridBlock):
         dA = _transpose(F, F.np.stack(dAs),
                         (1, 0, 2)).reshape(num_hiddens, -1)
         H = _transpose(F, Ss, (1, 0, 2)).reshape(num_hiddens, -1)
+        # the states as the output layer saw them (H_0's block of columns
+        # meets zero output gradients)
+        H_out = H if not mask else H * F.np.concatenate(
+            [F.np.ones((num_hiddens, batch_size)), mask_T], axis=1)
         dY = _transpose(F, F.np.concatenate(
             [F.np.zeros((batch_size, vocab_size)), dY]))
         one_hot = F.np.concatenate(
@@ -254,7 +273,7 @@ class _BPTTBackward(gluon.HybridBlock):
             F.npx.slice(dW_xh_b_h, begin=(vocab_size,),
                         end=(None,)).reshape(-1),
             # dW_hq
-            F.npx.fully_connected(H, dY, no_bias=True,
+            F.npx.fully_connected(H_out, dY, no_bias=True,
                                   num_hidden=vocab_size),
             # db_q
             F.npx.slice(db_q, begin=(vocab_size,), end=(None,)).reshape(-1),
@@ -267,10 +286,10 @@ class _RNNWithBPTT(autograd.Function):
 
     The BPTT graph is the operation's backward.
 
-    Inputs in this order: W_xh, W_hh, b_h, W_hq, b_q, H0, X. MXNet 1.9's
-    ``Function`` stops writing gradients at the first input that needs none,
-    so the state (detached in training) and the ids (never differentiated)
-    come last.
+    Inputs in this order: W_xh, W_hh, b_h, W_hq, b_q, H0, X, and with
+    dropout the mask. MXNet 1.9's ``Function`` stops writing gradients at
+    the first input that needs none, so the state (detached in training),
+    the ids and the mask (never differentiated) come last.
 
     Memory: ``Function.__call__`` in MXNet 1.9 builds ctypes callbacks
     that end up in a reference cycle with this instance, so the instance
@@ -288,26 +307,27 @@ class _RNNWithBPTT(autograd.Function):
         self.forward_graph, self.backward_graph = forward_graph, backward_graph
         self.Hs = None
 
-    def forward(self, W_xh, W_hh, b_h, W_hq, b_q, H0, X):
+    def forward(self, W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask):
         Y, H, self.Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0,
-                                           X)
+                                           X, *mask)
         # the parameters are references, not copies: they cost no memory here
-        self.save_for_backward(W_xh, W_hh, b_h, W_hq, b_q, H0, X)
+        self.save_for_backward(W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask)
         # (num_steps * batch_size, vocab_size), (batch_size, num_hiddens)
         return Y, H
 
     def backward(self, dY, dH_last):
-        W_xh, W_hh, b_h, W_hq, b_q, H0, X = self.saved_tensors
+        W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask = self.saved_tensors
         Hs, self.Hs = self.Hs, None  # see the class docstring
         if Hs is None:  # a second backward pass through a retained graph
             with autograd.pause():
                 Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0,
-                                        X)[2]
+                                        X, *mask)[2]
         grads = self.backward_graph(dY.as_np_ndarray(),
                                     dH_last.as_np_ndarray(),
-                                    W_hh, W_hq, X, Hs)
-        # The ids have no gradient.
-        grads = list(grads) + [np.zeros(X.shape, ctx=X.ctx)]
+                                    W_hh, W_hq, X, Hs, *mask)
+        # The ids and the mask have no gradient.
+        grads = list(grads) + [np.zeros(Z.shape, ctx=Z.ctx)
+                               for Z in [X] + mask]
         return tuple(g.as_nd_ndarray() for g in grads)
 
 
@@ -322,19 +342,32 @@ class FastRNNScratch:
     through time by hand), ``'hybrid'`` (autograd through the cached graph
     of ``rnn_unrolled``) or ``'imperative'`` (autograd through the same
     operators, one call each).
+
+    ``dropout=p`` (the regulariser of D2L 4.6) sets each entry of the
+    hidden states to zero on its way to the output layer with probability
+    p and scales the others by 1 / (1 - p), with a new mask at every call,
+    but only while training (``autograd.is_training()``, true inside
+    ``autograd.record()``). The recurrence itself is never masked. When
+    scoring or predicting, and with the default p = 0, the model computes
+    exactly what it computes without the option.
     """
 
     VARIANTS = ('bptt', 'hybrid', 'imperative')
 
-    def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt'):
+    def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt',
+                 dropout=0.0):
         check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
         if variant not in self.VARIANTS:
             raise ValueError(f'variant must be one of {self.VARIANTS}, '
                              f'got {variant!r}.')
+        if not 0 <= dropout < 1:
+            raise ValueError('dropout must be at least 0 and below 1, '
+                             f'got {dropout!r}.')
+        self.dropout = dropout
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)
         self.variant = variant
-        self._graphs = {}  # sizes -> cached graphs
+        self._graphs = {}  # (sizes, masked) -> cached graphs
 
     def __call__(self, X, state):
         """Outputs and the new state ``(H,)`` for token ids X.
@@ -345,13 +378,18 @@ class FastRNNScratch:
         num_steps = self._check_input(X, state)
         H, = state
         sizes = (self.vocab_size, self.num_hiddens, num_steps)
+        mask = []  # no dropout: the graphs without a mask input
+        if self.dropout > 0 and autograd.is_training():
+            mask = [self.dropout_mask(num_steps, X.shape[0], H.ctx)]
         if self.variant == 'bptt':
-            graphs = self._graph(sizes + (X.shape[0],))
-            Y, H = _RNNWithBPTT(*graphs)(*self.params, H, X)
+            graphs = self._graph(sizes + (X.shape[0],), bool(mask))
+            Y, H = _RNNWithBPTT(*graphs)(*self.params, H, X, *mask)
         elif self.variant == 'hybrid':
-            Y, H = self._graph(sizes)[0](X, H, *self.params)
+            Y, H = self._graph(sizes, bool(mask))[0](X, H, *self.params,
+                                                     *mask)
         else:
-            Y, H = rnn_unrolled(mxnet.ndarray, X, H, self.params, sizes)
+            Y, H = rnn_unrolled(mxnet.ndarray, X, H, self.params, sizes,
+                                *mask)
         # (num_steps * batch_size, vocab_size), ((batch_size, num_hiddens),)
         return Y, (H,)
 
@@ -362,13 +400,27 @@ class FastRNNScratch:
         """
         return init_rnn_state(batch_size, self.num_hiddens, ctx)
 
-    def _graph(self, sizes):
+    def dropout_mask(self, num_steps, batch_size, ctx):
+        """A new dropout mask, drawn from MXNet's random generator.
+
+        Shaped (num_steps * batch_size, num_hiddens), rows step by step as
+        the outputs go; each entry is 0 with probability ``dropout``, else
+        1 / (1 - dropout), so that the masked states keep their mean.
+        """
+        with autograd.pause():
+            keep = np.random.uniform(
+                size=(num_steps * batch_size, self.num_hiddens), ctx=ctx)
+            kept = (keep >= self.dropout).astype('float32')
+            return kept / (1 - self.dropout)
+
+    def _graph(self, sizes, masked=False):
         """The cached graphs for these sizes, built on first use.
 
         (forward, backward) for 'bptt' (sizes end with batch_size),
-        (unrolled,) for 'hybrid'.
+        (unrolled,) for 'hybrid'; `masked` graphs take a dropout mask.
         """
-        if sizes not in self._graphs:
+        key = (sizes, masked)
+        if key not in self._graphs:
             blocks = ((_BPTTForward, _BPTTBackward) if self.variant == 'bptt'
                       else (_Unrolled,))
             graphs = tuple(block(sizes) for block in blocks)
@@ -378,8 +430,8 @@ class FastRNNScratch:
             static = self.variant == 'hybrid'
             for graph in graphs:
                 graph.hybridize(static_alloc=static, static_shape=static)
-            self._graphs[sizes] = graphs
-        return self._graphs[sizes]
+            self._graphs[key] = graphs
+        return self._graphs[key]
 
     def _check_input(self, X, state):
         """Raise a clear error for unreadable inputs; return num_steps."""
