@@ -1013,8 +1013,36 @@ def main(argv=None):
     """Run one command; return the exit status.
 
     0 when done, 1 for bad input, 2 for a malformed command line, 130
-    after Ctrl-C.
+    after Ctrl-C. Called as the process's own command line (`argv` None),
+    a failed or interrupted command ends the process at once with that
+    status (``end_process``) instead of returning.
     """
+    status = run_command(argv)
+    if argv is None and status != 0:
+        end_process(status)
+    return status
+
+
+def end_process(status):
+    """Flush what was printed and end the process now, with `status`.
+
+    After an exception has left a minibatch of ``FastRNNScratch`` early,
+    MXNet's own shutdown (``MXNotifyShutdown``, which waits for all its
+    pending work) can block for ever, and a second Ctrl-C does not help.
+    Everything worth keeping is already on disk (checkpoints are synced
+    before they are named) and the lock goes with the process, so the
+    process skips that shutdown.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing to flush to
+            pass
+    os._exit(status)
+
+
+def run_command(argv):
+    """Parse `argv` and run its command; return the exit status."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

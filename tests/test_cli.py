@@ -815,3 +815,53 @@ def test_a_resumed_progress_with_bad_values_is_refused_in_one_line(capsys, good,
     change(saved.progress)
     ckpt.save(good, saved)
     assert_refused(capsys, ['train', '--out', good, '--resume', '--epochs', 8], message, good)
+
+
+# ---------------------------------------------------------------- Ctrl-C always ends
+
+# A model large enough that the first minibatch takes a while: an exception that leaves
+# it early used to block MXNet's shutdown for ever after "interrupted: saved epoch 0".
+LARGE = ['--max-tokens', '20000', '--hidden', '1024', '--device', 'cpu']
+
+
+def ctrl_c_after(out, pattern, delay, *extra, code=None):
+    """Start train, wait for `pattern` on stderr and `delay` s more, send SIGINT.
+
+    Returns (exit status, seconds from SIGINT to exit, stderr); fails if the
+    process has not ended 30 s after the signal.
+    """
+    process = start_d2lrnn('train', *LARGE, '--epochs', 1000, '--checkpoint-every', 1,
+                           '--out', out, *extra, code=code)
+    reader, seen = wait_for_stderr(process, pattern, timeout=180)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f'still running 30 s after Ctrl-C: {"".join(seen)[-300:]!r}')
+    elapsed = time.monotonic() - sent
+    reader.join(10)
+    process.stdout.close()
+    return process.returncode, elapsed, ''.join(seen)
+
+
+@pytest.mark.parametrize('delay', [0.3, 1.0, 2.0])
+def test_ctrl_c_in_the_first_minibatch_ends_the_process(tmp_path, delay):
+    out = tmp_path / 'run'
+    code, elapsed, stderr = ctrl_c_after(out, 'train:', delay)
+    assert code == 130, stderr
+    assert stderr_lines(stderr)[-1].startswith('d2lrnn: interrupted: saved epoch 0 in')
+    assert ckpt.load(out).progress['epoch'] == 0
+
+
+def test_ctrl_c_during_a_save_ends_the_process_with_that_checkpoint(tmp_path):
+    out = tmp_path / 'run'
+    # Every fsync slowed down: the signal lands in the middle of the first save.
+    code, elapsed, stderr = ctrl_c_after(
+        out, 'ppl=', 0.05, code=SLOW_FSYNC_TRAIN.replace('main(sys.argv[1:])', 'main()'))
+    assert code == 130, stderr
+    epoch = int(re.search(r'interrupted: saved epoch (\d+)', stderr).group(1))
+    assert ckpt.load(out).progress['epoch'] == epoch >= 1
