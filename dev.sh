@@ -1,39 +1,141 @@
 #!/usr/bin/env bash
-# One entry point for people and CI. Each command creates (or reuses) the
-# virtual environment .venv with Python 3.11 and the pinned packages first.
+# One entry point for people and CI. Each command creates (or reuses) a virtual
+# environment with Python 3.11 or 3.12 and the pinned packages first.
 #
 #   bash dev.sh book      build the HTML book from the notebooks' stored outputs
-#   bash dev.sh test      the whole test suite: package, notebooks (nbval), browser
+#   bash dev.sh test      the whole test suite: package, notebooks (nbval), browser;
+#                         then again under the other supported Python, if present
 #   bash dev.sh execute   re-run every notebook and store its fresh outputs
 #   bash dev.sh bench     the speed benchmark (bench/)
+#   bash dev.sh setup     only create or update the virtual environment
+#   bash dev.sh python V  print the path of a Python V (3.11 or 3.12), if found
+#
+# Which Python: D2LRNN_PYTHON=3.11 or 3.12 (or an interpreter's path) picks one;
+# otherwise the version .venv was made with, else 3.11, else 3.12.
+# Which venv: D2LRNN_VENV, else .venv if it is new or holds the chosen version,
+# else .venv-3.11 or .venv-3.12: one environment per version, never mixed.
 set -eo pipefail
 cd "$(dirname "$0")"
-VENV=${D2LRNN_VENV:-.venv}
-PY=$VENV/bin/python
+# MXNet 1.9.1 runs on these only: 3.13 needs numpy 2, which breaks MXNet.
+SUPPORTED=(3.11 3.12)
+# The 500-epoch chapter: run under the first Python of `test` only.
+LONG_NOTEBOOK=book/07-training.ipynb
 # The same thread count everywhere, so that seeded runs repeat bit for bit.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MPLBACKEND=${MPLBACKEND:-Agg}
 
-python311() {
-  for cand in python3.11 python3 python; do
-    if command -v "$cand" >/dev/null &&
-       "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      echo "$cand"; return
+# The X.Y version of an interpreter, or nothing if it does not run.
+version_of() {
+  "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
+
+is_supported() {
+  local v
+  for v in "${SUPPORTED[@]}"; do [[ $1 == "$v" ]] && return 0; done
+  return 1
+}
+
+# Print the path of a working Python $1 (X.Y): on PATH (a pyenv shim that is
+# not active does not run, so it is skipped), in pyenv's versions, in /usr.
+find_python() {
+  local want=$1 cand path root roots=()
+  for root in "$PYENV_ROOT" "$(pyenv root 2>/dev/null)" "$HOME/.pyenv"; do
+    [[ -n $root ]] && roots+=("$root/versions/$want".*/bin/"python$want")
+  done
+  for cand in "python$want" python3 \
+              $(ls -d "${roots[@]}" 2>/dev/null | sort -urV) \
+              "/usr/local/bin/python$want" "/usr/bin/python$want"; do
+    path=$(command -v "$cand" 2>/dev/null) || continue
+    if [[ $(version_of "$path") == "$want" ]]; then
+      # The shim's target, so the venv does not depend on PYENV_VERSION.
+      "$path" -c 'import sys; print(sys.executable)'
+      return 0
     fi
   done
-  echo "dev.sh: Python 3.11 is needed (mxnet 1.9.1 has no wheels for newer Pythons); install it and retry." >&2
+  return 1
+}
+
+no_python() {
+  cat >&2 <<EOF
+dev.sh: $1
+MXNet 1.9.1 needs Python 3.11 or 3.12 (3.13 needs numpy 2, which breaks it).
+Install one, with its venv module, and retry, for example:
+  Ubuntu 24.04:  sudo apt-get install python3.12-venv
+  Debian 12:     sudo apt-get install python3.11-venv
+  pyenv:         pyenv install 3.12
+EOF
   exit 1
 }
 
+# Sets PY_EXE (the interpreter) and PY_VER (its X.Y) from $1: a version, a
+# path, or empty for the default choice.
+choose_python() {
+  local want=$1 v
+  if [[ $want == */* || $want == python* ]]; then
+    PY_EXE=$(command -v "$want") || no_python "D2LRNN_PYTHON=$want not found."
+    PY_VER=$(version_of "$PY_EXE")
+    is_supported "$PY_VER" ||
+      no_python "D2LRNN_PYTHON=$want is Python ${PY_VER:-?}."
+    return
+  fi
+  if [[ -n $want ]]; then
+    is_supported "$want" || no_python "D2LRNN_PYTHON=$want is not supported."
+    PY_EXE=$(find_python "$want") || no_python "Python $want not found."
+    PY_VER=$want
+    return
+  fi
+  # No choice made: keep the version of an existing .venv, else the first.
+  v=$(version_of .venv/bin/python)
+  for want in $v "${SUPPORTED[@]}"; do
+    if is_supported "$want" && PY_EXE=$(find_python "$want"); then
+      PY_VER=$want
+      return
+    fi
+  done
+  no_python "found neither Python 3.11 nor 3.12."
+}
+
+# The venv directory for Python $1 (X.Y).
+venv_for() {
+  if [[ -n $D2LRNN_VENV ]]; then
+    echo "$D2LRNN_VENV"
+  elif [[ ! -e .venv || $(version_of .venv/bin/python) == "$1" ]]; then
+    echo .venv
+  else
+    echo ".venv-$1"
+  fi
+}
+
+# Create or update the venv $1 with interpreter $2; sets VENV and PY.
 setup() {
-  [[ -x $PY ]] || "$(python311)" -m venv "$VENV"
+  VENV=$1
+  PY=$VENV/bin/python
+  if [[ ! -x $PY ]]; then
+    "$2" -m venv "$VENV" || no_python "$2 could not make a venv."
+    echo '*' > "$VENV/.gitignore"  # as Python 3.13's venv does: never committed
+  fi
+  if [[ $(version_of "$PY") != $(version_of "$2") ]]; then
+    echo "dev.sh: $VENV holds Python $(version_of "$PY"), not" \
+         "$(version_of "$2"); remove it or set D2LRNN_VENV." >&2
+    exit 1
+  fi
   local want have
   want=$(cat pyproject.toml requirements.lock | sha1sum | cut -c1-40)
   have=$(cat "$VENV/.installed" 2>/dev/null || true)
   if [[ $want != "$have" ]]; then
-    "$PY" -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[book,test]'
+    local pip=("$PY" -m pip install --quiet --disable-pip-version-check
+               -c requirements.lock)
+    "${pip[@]}" -e '.[book,test]'
+    # d2l, the tests' reference, pins numpy 1.23.5, which has no wheel for
+    # 3.12: there it comes without its dependencies (the test extra lists
+    # those it imports). A no-op where it is installed already.
+    "${pip[@]}" --no-deps d2l
     echo "$want" > "$VENV/.installed"
   fi
+  # The startup hook that sets back NumPy's removed aliases before any import
+  # of MXNet (see d2lrnn/_compat.py). -I: the script's folder stays off
+  # sys.path, so the package is not imported.
+  "$PY" -I d2lrnn/_compat.py
 }
 
 build_book() {
@@ -41,34 +143,63 @@ build_book() {
   "$VENV/bin/jupyter-book" build . -W -n --keep-going
 }
 
-case ${1:-} in
+# pytest over the package's tests and the notebooks, with the arguments given.
+run_suite() {
+  # Two workers (one thread each): the 15-minute training chapter runs beside
+  # everything else. loadscope keeps each notebook's cells in order on one worker.
+  "$PY" -m pytest tests book -n 2 --dist loadscope --nbval --nbval-current-env \
+    --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1800 "$@"
+}
+
+cmd=${1:-}
+case $cmd in
+  book|test|execute|bench|setup)
+    choose_python "${D2LRNN_PYTHON:-}"
+    setup "$(venv_for "$PY_VER")" "$PY_EXE"
+    echo "dev.sh: Python $PY_VER in $VENV" >&2
+    ;;
+esac
+
+case $cmd in
   book)
-    setup
     build_book
     echo "The book is in _build/html/index.html"
     ;;
   test)
-    setup
     bash .ci/install-browser
     build_book
-    # Two workers (one thread each): the 15-minute training chapter runs beside
-    # everything else. loadscope keeps each notebook's cells in order on one worker.
-    "$PY" -m pytest tests book -n 2 --dist loadscope --nbval --nbval-current-env \
-      --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1800
+    run_suite
+    # The other supported Pythons found here, unless one was asked for: the
+    # same tests and stored outputs, except the 500-epoch chapter, and the
+    # browser test, which checks the HTML built above (the same from either).
+    if [[ -z $D2LRNN_PYTHON ]]; then
+      first=$PY_VER
+      for v in "${SUPPORTED[@]}"; do
+        [[ $v != "$first" ]] && exe=$(find_python "$v") || continue
+        setup "$(venv_for "$v")" "$exe"
+        echo "dev.sh: again under Python $v in $VENV," \
+             "without $LONG_NOTEBOOK and the browser test" >&2
+        run_suite --ignore="$LONG_NOTEBOOK" --ignore=tests/test_browser.py
+      done
+    fi
     ;;
   execute)
-    setup
     shift
     # Fails on the first cell that raises; -1: no per-cell time limit.
     "$VENV/bin/jupyter" execute --inplace --timeout=-1 "${@:-book/*.ipynb}"
     ;;
   bench)
-    setup
     shift
     "$PY" bench/bench_speed.py "$@"
     ;;
+  setup)
+    ;;
+  python)
+    is_supported "${2:-}" || no_python "usage: bash dev.sh python 3.11|3.12"
+    find_python "$2" || no_python "Python $2 not found."
+    ;;
   *)
-    echo "usage: bash dev.sh book|test|execute|bench" >&2
+    echo "usage: bash dev.sh book|test|execute|bench|setup|python" >&2
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@ Recurrent Neural Networks from Scratch", MXNet edition), as a tested package.
 Importing it switches MXNet to its NumPy interface (``npx.set_np()``), as the
 section does in its first cell.
 """
+from . import _compat  # noqa: F401  first: MXNet on 3.12 needs it (see there)
 import warnings
 
 with warnings.catch_warnings():
