@@ -23,9 +23,11 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
+import mxnet as mx
 import numpy as onp
 from mxnet import np, npx
 
@@ -293,18 +295,24 @@ def _damaged(directory, what):
 
 
 def _read_manifest(directory):
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise CheckpointError(f'{directory} is a file, not a checkpoint '
+                              'directory; give the --out directory of a '
+                              '`d2lrnn train` run.')
     if not directory.is_dir():
         raise CheckpointError(f'{directory}: no such directory; give the '
                               '--out directory of a `d2lrnn train` run.')
     path = directory / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(
             f'{directory} holds no checkpoint (no {MANIFEST}); '
             f'create one with `d2lrnn train --out {directory}`.')
+    data = read_regular(directory, MANIFEST, MAX_MANIFEST_BYTES)
     try:
-        manifest = json.loads(path.read_bytes().decode('utf-8'))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise _damaged(directory, f'{MANIFEST} is unreadable: {e}') from None
+        manifest = json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise _damaged(directory, f'{MANIFEST} is unreadable: '
+                                  f'{_first_line(e)}') from None
     if not isinstance(manifest, dict) or manifest.get('format') != FORMAT:
         raise _damaged(directory, f'{MANIFEST} is not a d2lrnn manifest')
     _check_version(directory, manifest.get('format_version'))
@@ -327,16 +335,57 @@ def _valid_entry(entry):
     return (isinstance(entry, dict) and isinstance(entry.get('name'), str)
             and _OWN_FILE.match(entry['name']) is not None
             and isinstance(entry.get('sha256'), str)
-            and isinstance(entry.get('bytes'), int))
+            and isinstance(entry.get('bytes'), int)
+            and not isinstance(entry['bytes'], bool) and entry['bytes'] >= 0)
+
+
+MAX_MANIFEST_BYTES = 1 << 16  # a manifest is about 1 KB
+
+
+def read_regular(directory, name, limit):
+    """The bytes of directory/name, if it is a regular file of <= `limit`.
+
+    Never more than `limit` + 1 bytes are read, and only from a regular
+    file: a symlink to an endless device, a pipe that blocks, a directory
+    are refused at once. A file the user may not read is said to be so,
+    not damaged.
+    """
+    path = directory / name
+    try:
+        # O_NONBLOCK: opening a pipe must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _damaged(directory, f'{name} is missing') from None
+    except PermissionError:
+        raise CheckpointError(
+            f'{path} cannot be read (permission denied); check the '
+            'permissions of the checkpoint directory.') from None
+    except OSError as e:
+        raise _damaged(directory,
+                       f'{name} cannot be opened: {e.strerror}') from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _damaged(directory, f'{name} is not a regular file')
+    with os.fdopen(fd, 'rb') as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise _damaged(directory,
+                           f'{name} cannot be read: {e.strerror}') from None
+    if len(data) > limit:
+        raise _damaged(directory, f'{name} is larger than {limit} bytes')
+    return data
+
+
+def _first_line(error):
+    """An error's message without the lines some libraries append."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _read_checked(directory, files, role):
     entry = files[role]
-    try:
-        data = (directory / entry['name']).read_bytes()
-    except OSError as e:
-        raise _damaged(directory, f'{entry["name"]} cannot be read: '
-                                  f'{e.strerror}') from None
+    data = read_regular(directory, entry['name'], entry['bytes'])
     if len(data) != entry['bytes']:
         raise _damaged(directory, f'{entry["name"]} has {len(data)} bytes, '
                                   f'the manifest says {entry["bytes"]}')
@@ -349,9 +398,10 @@ def _read_checked(directory, files, role):
 def _parse_json(directory, role, data):
     try:
         return json.loads(data.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise _damaged(directory,
-                       f'its {role} file is not valid JSON: {e}') from None
+    # RecursionError: JSON nested too deeply for Python's stack.
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise _damaged(directory, f'its {role} file is not valid JSON: '
+                                  f'{_first_line(e)}') from None
 
 
 def _parse_vocab(directory, state):
@@ -378,21 +428,17 @@ def _parse_vocab(directory, state):
 
 
 def _parse_params(directory, data):
-    """Parameters as NumPy arrays, read through a temporary file.
+    """Parameters as NumPy arrays, parsed from the bytes already checked.
 
-    ``npx.load`` reads only from a path, so it reads from a temporary one.
+    From memory: no temporary file is written anywhere.
     """
-    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX + 'load-')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        loaded = npx.load(tmp)
-    # MXNet raises its own MXNetError for a malformed file.
-    except Exception as e:
-        raise _damaged(directory,
-                       f'its parameter file cannot be read: {e}') from None
-    finally:
-        _unlink_quietly(tmp)
+        loaded = mx.nd.load_frombuffer(data)
+    # MXNet raises its own MXNetError for a malformed file; its message is
+    # MXNet's C++ traceback, not for users.
+    except Exception:
+        raise _damaged(directory, 'its parameter file does not hold MXNet '
+                                  'arrays') from None
     if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
         raise _damaged(directory, 'its parameter file does not hold '
                                   f'{", ".join(PARAM_NAMES)}')

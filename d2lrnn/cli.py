@@ -28,6 +28,7 @@ import os
 import random
 import re
 import signal
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -319,7 +320,7 @@ CONFIG_RULES = {
     'num_epochs': (lambda v: is_int(v) and v > 0, 'a positive integer'),
     'batch_size': (lambda v: is_int(v) and v > 0, 'a positive integer'),
     'num_steps': (lambda v: is_int(v) and v > 0, 'a positive integer'),
-    'lr': (lambda v: is_real(v) and 0 < v < math.inf,
+    'lr': (lambda v: is_real(v) and FLOAT32_TINY <= v <= FLOAT32_MAX,
            'a positive number'),
     'use_random_iter': (lambda v: isinstance(v, bool), 'true or false'),
     'max_tokens': (lambda v: is_int(v) and (v > 0 or v == -1),
@@ -384,6 +385,9 @@ def check_epochs_left(config, done):
 
 def check_out_dir(out, args):
     """Refuse to replace a checkpoint by accident."""
+    if not args.out:
+        raise CLIError("--out '' names no directory (it would be the current "
+                       "one); give a directory for the checkpoint.")
     if args.resume and args.force:
         raise CLIError('--resume continues the checkpoint and --force '
                        'replaces it; give one.')
@@ -420,7 +424,7 @@ def training_lock(out):
     file in `out`: the kernel drops it when the process ends, even on
     SIGKILL, so a crashed run never leaves `out` locked.
     """
-    with open(out / LOCK, 'a') as f:
+    with open_lock_file(out / LOCK) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -430,15 +434,32 @@ def training_lock(out):
         yield
 
 
+def open_lock_file(path):
+    """The lock file, created if need be; never through a symlink.
+
+    A symlink would create or lock a file outside --out.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        raise CLIError(f'{path} cannot be opened ({e.strerror}); remove it '
+                       'if it is a symlink or not a plain file.') from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CLIError(f'{path} is not a plain file; remove it.')
+    return os.fdopen(fd, 'r+b')
+
+
 def manifest_bytes(out):
     """The checkpoint's manifest as it stands (None without one).
 
     It changes with every save.
     """
-    try:
-        return (out / ckpt.MANIFEST).read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(out / ckpt.MANIFEST):
         return None
+    # Bounded, and only from a regular file: see checkpoint.read_regular.
+    return ckpt.read_regular(out, ckpt.MANIFEST, ckpt.MAX_MANIFEST_BYTES)
 
 
 def holdout_split(corpus, fraction):
@@ -680,6 +701,7 @@ def cmd_train(args):
     config, lines = train_config(args, checkpoint)
     ctx = choose_ctx(args.device)
     corpus, vocab = training_corpus(lines, config['max_tokens'])
+    check_model_size(len(vocab), config)
     train, valid = split_for_validation(corpus, config)
     ensure_writable(out)
     with training_lock(out):
@@ -698,6 +720,42 @@ def cmd_train(args):
         history = run.run(start, history,
                           saved=None if checkpoint is None else start)
         report_training(history, model, vocab, ctx, out)
+
+
+MAX_ARRAY_SIZE = 2 ** 31 - 1  # numbers per array in MXNet's usual build
+# Copies of the parameters a run holds: the parameters, their gradients,
+# the snapshot of the last epoch and the one being saved.
+PARAM_COPIES = 4
+
+
+def check_model_size(vocab_size, config):
+    """Refuse, before any work, a model that MXNet or memory cannot hold."""
+    hidden = config['num_hiddens']
+    shapes = ckpt.param_shapes(vocab_size, hidden)
+    numbers = sum(math.prod(shape) for shape in shapes.values())
+    largest = max(shapes, key=lambda name: math.prod(shapes[name]))
+    if math.prod(shapes[largest]) > MAX_ARRAY_SIZE:
+        raise CLIError(
+            f'--hidden {hidden} makes {largest} a {shapes[largest]} array of '
+            f'{math.prod(shapes[largest]):,} numbers, more than MXNet\'s '
+            f'limit of {MAX_ARRAY_SIZE:,} per array; choose at most '
+            f'{math.isqrt(MAX_ARRAY_SIZE)} hidden units.')
+    needed = PARAM_COPIES * 4 * numbers  # float32
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise CLIError(
+            f'--hidden {hidden} needs about {needed / 1e9:.1f} GB for '
+            f'{numbers:,} parameters (float32, with gradients and copies), '
+            f'more than the {memory / 1e9:.1f} GB of memory here; choose '
+            'fewer hidden units.')
+
+
+def physical_memory():
+    """Bytes of memory of this machine, or None if the system won't say."""
+    try:
+        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def start_fresh(config, vocab, ctx):
@@ -865,6 +923,13 @@ def number_type(convert, accept, wanted):
 positive_int = number_type(int, lambda v: v > 0, 'a positive integer')
 positive_float = number_type(float, lambda v: 0 < v < math.inf,
                              'a positive number')
+# The learning rate reaches MXNet as a float32 scalar, which refuses
+# numbers outside float32's normal range (say 1e-310).
+FLOAT32_TINY, FLOAT32_MAX = 1.1754944e-38, 3.4028235e38
+learning_rate = number_type(
+    float, lambda v: FLOAT32_TINY <= v <= FLOAT32_MAX,
+    f'a positive number from {FLOAT32_TINY:.2g} to {FLOAT32_MAX:.2g} '
+    '(float32)')
 # A seed that both Python's random and MXNet accept.
 seed_int = number_type(int, lambda v: 0 <= v < 2 ** 32,
                        'an integer from 0 to 2**32 - 1')
@@ -910,7 +975,7 @@ def add_train_parser(subparsers):
                    help='a UTF-8 text to learn (default: The Time Machine)')
     p.add_argument('--hidden', type=positive_int, metavar='N',
                    help=f'hidden units (default {d["num_hiddens"]})')
-    p.add_argument('--lr', type=positive_float,
+    p.add_argument('--lr', type=learning_rate,
                    help=f'learning rate (default {d["lr"]})')
     p.add_argument('--epochs', type=positive_int, metavar='N',
                    help='epochs in all, counting resumed ones '
@@ -1055,4 +1120,17 @@ def run_command(argv):
     except KeyboardInterrupt:
         print(f'{PROG}: interrupted.', file=sys.stderr)
         return EXIT_INTERRUPTED
+    except mx.base.MXNetError as e:
+        # Its message carries MXNet's C++ traceback; its last line is what
+        # failed.
+        print(f'{PROG}: error: MXNet failed: {last_line(e)}',
+              file=sys.stderr)
+        return EXIT_ERROR
     return 0
+
+
+def last_line(error):
+    """The last non-empty line of an error's message, without 'MXNetError:'."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    line = lines[-1] if lines else type(error).__name__
+    return re.sub(r'^(MXNetError: )+', '', line.strip())

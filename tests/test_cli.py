@@ -750,9 +750,9 @@ def test_evaluate_refuses_a_config_without_its_minibatch_shape(capsys, abc_check
 # ---------------------------------------------------------------- never a model that is not finite
 
 def test_a_learning_rate_that_overflows_saves_nothing(capsys, tmp_path):
-    """--lr 1e308 turns the parameters into infinities and NaN in the first update."""
+    """--lr 3e38 turns the parameters into infinities and NaN in the first update."""
     out = tmp_path / 'run'
-    code, stdout, err = run_main(capsys, 'train', *TINY, '--lr', '1e308', '--epochs', 2,
+    code, stdout, err = run_main(capsys, 'train', *TINY, '--lr', '3e38', '--epochs', 2,
                                  '--val-fraction', 0.2, '--out', out)
     assert code == 1 and stdout == ''
     assert_clean_stderr(err)
@@ -764,7 +764,7 @@ def test_a_learning_rate_that_overflows_saves_nothing(capsys, tmp_path):
 
 def test_divergence_never_replaces_a_finite_checkpoint(capsys, good):
     saved = ckpt.load(good)
-    saved.config['lr'] = 1e308  # as if the run had been started with it
+    saved.config['lr'] = 3e38  # as if the run had been started with it
     ckpt.save(good, saved)
     before = snapshot_bytes(good)
     code, _, err = run_main(capsys, 'train', '--out', good, '--resume', '--epochs', 8,
@@ -865,3 +865,78 @@ def test_ctrl_c_during_a_save_ends_the_process_with_that_checkpoint(tmp_path):
     assert code == 130, stderr
     epoch = int(re.search(r'interrupted: saved epoch (\d+)', stderr).group(1))
     assert ckpt.load(out).progress['epoch'] == epoch >= 1
+
+
+# ---------------------------------------------------------------- one line, and only where it belongs
+
+@pytest.mark.parametrize('value', ['1e-310', '1e39', 'nan'])
+def test_a_learning_rate_float32_cannot_hold_is_refused(capsys, good, value):
+    """1e-310 used to reach MXNet, whose refusal came with its traceback."""
+    assert_refused(capsys, ['train', '--out', good, '--force', '--lr', value],
+                   'argument --lr: must be a positive number from 1.2e-38 to 3.4e+38', good,
+                   code=2)
+
+
+@pytest.mark.parametrize('hidden, message', [
+    (100000, 'more than MXNet\'s limit of 2,147,483,647 per array; choose at most 46340'),
+    (46000, 'GB of memory here; choose fewer hidden units'),
+])
+def test_a_model_too_large_is_refused_saying_how_large(capsys, good, hidden, message):
+    if hidden == 46000 and cli.physical_memory() > 4 * 4 * 46000 ** 2:
+        pytest.skip('this machine could hold it')
+    assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--hidden', hidden],
+                   message, good)
+
+
+def test_an_mxnet_error_is_one_line(capsys, good, monkeypatch):
+    def fail(*args, **kwargs):
+        raise cli.mx.base.MXNetError('Traceback (most recent call last):\n'
+                                     '  File "../src/x.cc", line 1\n'
+                                     'MXNetError: something broke')
+    monkeypatch.setattr(cli, 'make_model', fail)
+    code, out, err = run_main(capsys, 'train', *TINY, '--epochs', 1, '--out', good, '--force')
+    assert code == 1 and err == 'd2lrnn: error: MXNet failed: something broke\n'
+
+
+def test_an_empty_out_is_refused_and_nothing_is_written_here(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 1, '--out', '')
+    assert code == 1 and err.startswith("d2lrnn: error: --out '' names no directory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_below_a_regular_file_is_one_line(capsys, tmp_path):
+    file = write(tmp_path / 'file.txt', 'text')
+    code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 1, '--out', file / 'run')
+    assert code == 1 and err.count('\n') == 1 and err.startswith('d2lrnn: error: '), err
+    assert file.read_text() == 'text'
+
+
+def test_a_lock_that_is_a_symlink_is_not_followed(capsys, tmp_path):
+    out, outside = tmp_path / 'run', tmp_path / 'elsewhere' / 'lock'
+    out.mkdir()
+    outside.parent.mkdir()
+    (out / cli.LOCK).symlink_to(outside)
+    code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 1, '--out', out)
+    assert code == 1 and f'{out / cli.LOCK} cannot be opened' in err
+    assert not outside.exists() and not ckpt.exists(out)
+
+
+@pytest.mark.parametrize('command', ['generate', 'evaluate'])
+def test_a_checkpoint_that_is_a_file_is_called_a_file(capsys, tmp_path, command):
+    file = write(tmp_path / 'model.params', 'x')
+    args = {'generate': ['generate', '--checkpoint', file, '--prefix', 'the'],
+            'evaluate': ['evaluate', '--checkpoint', file, '--text', TIME_MACHINE]}[command]
+    code, _, err = run_main(capsys, *args)
+    assert code == 1 and f'{file} is a file, not a checkpoint directory' in err
+
+
+@pytest.mark.parametrize('command', ['generate', 'resume'])
+def test_a_manifest_linked_to_an_endless_device_is_refused_at_once(capsys, good, command):
+    (good / 'manifest.json').unlink()
+    (good / 'manifest.json').symlink_to('/dev/zero')
+    args = {'generate': ['generate', '--checkpoint', good, '--prefix', 'the'],
+            'resume': ['train', '--out', good, '--resume', '--epochs', 8]}[command]
+    started = time.monotonic()
+    assert_refused(capsys, args, 'manifest.json is not a regular file', good)
+    assert time.monotonic() - started < 10
