@@ -19,6 +19,7 @@ Whenever the process dies -- even by ``kill -9`` -- ``manifest.json`` names
 complete files: the old checkpoint's or the new one's. Loading checks every
 size and hash, so a damaged or hand-edited checkpoint is refused, not used.
 """
+import errno
 import hashlib
 import json
 import os
@@ -165,7 +166,15 @@ def _write_params(directory, params):
     fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
     os.close(fd)
     try:
-        npx.save(tmp, {name: _as_mx(params[name]) for name in PARAM_NAMES})
+        try:
+            npx.save(tmp, {name: _as_mx(params[name]) for name in PARAM_NAMES})
+        # MXNet reports a failed write (say a full disk) as its own error,
+        # with its C++ traceback: an OSError with the message's last line.
+        except Exception as e:
+            lines = [line for line in str(e).splitlines() if line.strip()]
+            raise OSError(errno.EIO, 'the parameters could not be written: '
+                          + (lines[-1].strip() if lines else 'MXNet failed')
+                          ) from None
         # mkstemp makes 0600; give the usual file mode.
         os.chmod(tmp, 0o666 & ~_umask())
         # Hash what was written, then put it on disk.
@@ -234,7 +243,8 @@ def _remove_unnamed(directory, keep):
     These are older checkpoints and leftovers of a crash.
     """
     for path in directory.iterdir():
-        own = _OWN_FILE.match(path.name) or path.name.startswith(_TEMP_PREFIX)
+        own = (_OWN_FILE.fullmatch(path.name)
+               or path.name.startswith(_TEMP_PREFIX))
         if own and path.name not in keep:
             _unlink_quietly(path)
 
@@ -333,7 +343,8 @@ def _check_version(directory, version):
 
 def _valid_entry(entry):
     return (isinstance(entry, dict) and isinstance(entry.get('name'), str)
-            and _OWN_FILE.match(entry['name']) is not None
+            # fullmatch: '$' would also match before a final newline.
+            and _OWN_FILE.fullmatch(entry['name']) is not None
             and isinstance(entry.get('sha256'), str)
             and isinstance(entry.get('bytes'), int)
             and not isinstance(entry['bytes'], bool) and entry['bytes'] >= 0)

@@ -567,8 +567,10 @@ def save_snapshot(out, snapshot, vocab, config, main=True):
             if main:
                 snapshot.written = True  # before a deferred Ctrl-C is raised
     except OSError as e:
+        kept = ('the previous one is kept' if ckpt.exists(out)
+                else 'nothing was saved')
         raise CLIError(f'cannot write the checkpoint to {out} ({e.strerror}); '
-                       'the previous one is kept.') from None
+                       f'{kept}.') from None
 
 
 def progress_bar(config, start):

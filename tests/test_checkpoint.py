@@ -212,3 +212,31 @@ def test_a_file_the_user_may_not_read_is_not_called_damaged(saved):
     (saved / entry['name']).chmod(0)
     error = load_within(saved)
     assert 'permission denied' in str(error) and 'damaged' not in str(error)
+
+
+def test_a_file_name_ending_in_a_newline_is_not_one_of_ours(saved):
+    manifest = json.loads((saved / ckpt.MANIFEST).read_text())
+    name = manifest['files']['config']['name']
+    os.rename(saved / name, saved / (name + '\n'))
+    manifest['files']['config']['name'] = name + '\n'
+    (saved / ckpt.MANIFEST).write_text(json.dumps(manifest))
+    assert 'does not name its files' in str(load_within(saved))
+
+
+def test_mxnet_failing_to_write_the_parameters_is_an_os_error(saved, monkeypatch):
+    """As on a full disk: one line, no MXNet traceback, the old checkpoint kept."""
+    before = files_of(saved)
+
+    def full_disk(path, arrays):
+        with open(path, 'wb') as f:
+            f.write(b'half')
+        raise ckpt.mx.base.MXNetError('Traceback (most recent call last):\n'
+                                      '  File "../src/io.cc", line 9\n'
+                                      'MXNetError: Check failed: fo->Write: No space left')
+
+    monkeypatch.setattr(ckpt.npx, 'save', full_disk)
+    with pytest.raises(OSError) as caught:
+        ckpt.save(saved, small_checkpoint(0.5))
+    assert caught.value.strerror == ('the parameters could not be written: '
+                                     'MXNetError: Check failed: fo->Write: No space left')
+    assert files_of(saved) == before  # not even a temporary file is left

@@ -940,3 +940,38 @@ def test_a_manifest_linked_to_an_endless_device_is_refused_at_once(capsys, good,
     started = time.monotonic()
     assert_refused(capsys, args, 'manifest.json is not a regular file', good)
     assert time.monotonic() - started < 10
+
+
+def fail_writing_params_at(epochs, monkeypatch):
+    """npx.save fails (as on a full disk) when saving one of `epochs`."""
+    real, calls = ckpt.npx.save, []
+
+    def save(path, arrays):
+        calls.append(path)
+        if len(calls) in epochs:
+            raise cli.mx.base.MXNetError('Traceback (most recent call last):\n'
+                                         'MXNetError: Check failed: No space left on device')
+        return real(path, arrays)
+    monkeypatch.setattr(ckpt.npx, 'save', save)
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_old_checkpoint(
+        capsys, good, monkeypatch):
+    before = snapshot_bytes(good)
+    fail_writing_params_at({1}, monkeypatch)
+    code, _, err = run_main(capsys, 'train', '--out', good, '--resume', '--epochs', 6,
+                            '--checkpoint-every', 1)
+    assert code == 1 and 'Traceback' not in err
+    last = stderr_lines(err)[-1]  # the first save of epoch 5: best/ or the checkpoint
+    assert last.startswith(f'd2lrnn: error: cannot write the checkpoint to {good}')
+    assert last.endswith('(the parameters could not be written: MXNetError: Check failed: '
+                         'No space left on device); the previous one is kept.')
+    assert snapshot_bytes(good) == before
+
+
+def test_a_full_disk_before_any_save_says_nothing_was_saved(capsys, tmp_path, monkeypatch):
+    fail_writing_params_at({1}, monkeypatch)
+    out = tmp_path / 'run'
+    code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 2, '--out', out)
+    assert code == 1
+    assert stderr_lines(err)[-1].endswith('No space left on device); nothing was saved.')
