@@ -119,6 +119,11 @@ setup() {
          "$(version_of "$2"); remove it or set D2LRNN_VENV." >&2
     exit 1
   fi
+  # One install at a time: several dev.sh may start at once on a stale venv.
+  if command -v flock >/dev/null; then
+    exec 9>"$VENV/.setup.lock"
+    flock 9
+  fi
   local want have
   want=$(cat pyproject.toml requirements.lock | sha1sum | cut -c1-40)
   have=$(cat "$VENV/.installed" 2>/dev/null || true)
@@ -136,6 +141,7 @@ setup() {
   # of MXNet (see d2lrnn/_compat.py). -I: the script's folder stays off
   # sys.path, so the package is not imported.
   "$PY" -I d2lrnn/_compat.py
+  exec 9>&-
 }
 
 build_book() {
