@@ -20,15 +20,19 @@ second stops with an error (a lock in ``--out`` that the first holds until
 it ends, killed or not).
 """
 import argparse
+import codecs
+import collections
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import math
 import os
 import random
 import re
 import signal
 import stat
+import string
 import sys
 import tempfile
 from pathlib import Path
@@ -192,13 +196,149 @@ def describe_text(path):
     return 'The Time Machine' if path is None else str(path)
 
 
-def training_corpus(lines, max_tokens):
-    """Character ids and vocabulary of the text's lines (D2L 8.3).
+class ScannedText:
+    """What train and evaluate need of a text, read once, in chunks.
+
+    ``counts``: how often each character occurs in the whole text as
+    section 8.3 reads it (the vocabulary is built from all of it);
+    ``chars``: its first `max_tokens` characters (all if not positive), as
+    one string; ``sha256``: of its bytes. Memory follows what is kept, not
+    the size of the file: the counts, `chars` and one chunk.
+    """
+
+    def __init__(self, counts, chars, sha256):
+        self.counts, self.chars, self.sha256 = counts, chars, sha256
+
+
+CHUNK_BYTES = 1 << 20
+
+
+def scan_text(path, max_tokens):
+    """A ``ScannedText`` of the text at `path` (None: The Time Machine).
+
+    It reads as ``load_text`` does (UTF-8, '\r\n' and '\r' as '\n',
+    then ``preprocess_lines``), and refuses what ``load_text`` refuses,
+    but a chunk at a time.
+    """
+    if path is None:
+        try:
+            check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
+        except (OSError, ValueError) as e:
+            raise CLIError(str(e)) from None
+        file = TIME_MACHINE
+    else:
+        file = check_text_file(path)
+    try:
+        with open(file, 'rb') as f:
+            scan = scan_chunks(iter(lambda: f.read(CHUNK_BYTES), b''),
+                               max_tokens, file)
+    except OSError as e:
+        raise CLIError(f'{path} cannot be read ({e.strerror}); '
+                       'check its permissions.') from None
+    if not any(c != ' ' for c in scan.counts):
+        raise CLIError(f'{path} holds no letters a-z: nothing to learn from '
+                       'or score; give an English text.')
+    return scan
+
+
+# Bytes of lower-cased ASCII: letters stay, '\n' stays, all else a space.
+KEEP_LETTERS = bytes(
+    c if chr(c) in string.ascii_lowercase + '\n' else ord(' ')
+    for c in range(256))
+SPACE_RUNS = re.compile(rb'  +')
+
+
+def clean_lines(text):
+    """What ``preprocess_lines`` makes of whole lines, as ASCII bytes.
+
+    `text` is lines each ending in '\n'; the result is their cleaned forms
+    run together (as the corpus runs them together). Each line is stripped
+    and lower-cased as there; then, on the whole block at once, every
+    character but a-z becomes a space (a character outside ASCII first
+    becomes '?', which then does), and a run of spaces one space, as
+    ``data.clean`` does to each line.
+    """
+    stripped = '\n'.join(line.strip() for line in text.split('\n'))
+    data = stripped.lower().encode('ascii', 'replace').translate(KEEP_LETTERS)
+    # Line by line: a run of spaces never crosses a line break.
+    return SPACE_RUNS.sub(b' ', data).replace(b'\n', b'')
+
+
+def count_bytes(data, counts):
+    """Add to `counts` how often each byte value occurs in `data`.
+
+    ``clean_lines`` leaves only a-z and ' '; a histogram of the bytes is
+    many times faster than a Counter over characters.
+    """
+    histogram = onp.bincount(onp.frombuffer(data, dtype=onp.uint8),
+                             minlength=256)
+    for byte in onp.flatnonzero(histogram):
+        counts[chr(byte)] += int(histogram[byte])
+
+
+def scan_chunks(chunks, max_tokens, path):
+    """A ``ScannedText`` of byte chunks; see ``scan_text``."""
+    sha, counts, kept = hashlib.sha256(), collections.Counter(), []
+    left = max_tokens if max_tokens > 0 else math.inf
+    decoder = codecs.getincrementaldecoder('utf-8')()
+    carry, offset = '', 0
+    for chunk in itertools.chain(chunks, [None]):
+        final = chunk is None
+        pending = decoder.getstate()[0]
+        try:
+            text = carry + decoder.decode(chunk or b'', final=final)
+        except UnicodeDecodeError as e:
+            data = pending + (chunk or b'')
+            raise CLIError(
+                f'{path} is not UTF-8 text (byte '
+                f'{offset - len(pending) + e.start} is {data[e.start]:#04x}); '
+                'convert it, for example with `iconv -t UTF-8`.') from None
+        if chunk:
+            sha.update(chunk)
+            offset += len(chunk)
+        # A '\r' at the end may be the first half of a '\r\n'.
+        held = '\r' if not final and text.endswith('\r') else ''
+        text = text[:len(text) - len(held)]
+        text = text.replace('\r\n', '\n').replace('\r', '\n')
+        if final:  # a last line without '\n' counts too
+            whole, carry = (text + '\n' if text else ''), ''
+        else:  # the last, unfinished line waits for the next chunk
+            cut = text.rfind('\n') + 1
+            whole, carry = text[:cut], text[cut:] + held
+        cleaned = clean_lines(whole)
+        count_bytes(cleaned, counts)
+        if left > 0 and cleaned:
+            kept.append(cleaned[:left] if left < len(cleaned) else cleaned)
+            left -= len(kept[-1])
+    return ScannedText(counts, b''.join(kept).decode('ascii'),
+                       sha.hexdigest())
+
+
+def check_text_file(path):
+    """`path` as a Path, if it names a file; refuse it otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(
+            f'{path}: no such file; give the path of a UTF-8 text file.')
+    if not path.is_file():
+        raise CLIError(
+            f'{path} is not a file; give the path of a UTF-8 text file.')
+    return path
+
+
+def training_corpus(text, max_tokens):
+    """Character ids and vocabulary of a text (D2L 8.3).
 
     As ``load_corpus_time_machine`` builds them: the vocabulary from the
-    whole text, then the first `max_tokens` ids.
+    whole text, then the first `max_tokens` ids. `text` is the lines of
+    ``load_text`` or a ``ScannedText``; the latter builds the vocabulary
+    from counts, not from a list of every character.
     """
-    tokens = tokenize(lines, 'char')
+    if isinstance(text, ScannedText):
+        vocab = Vocab(text.counts)  # Vocab counts a Counter as its counts
+        chars = text.chars[:max_tokens] if max_tokens > 0 else text.chars
+        return [vocab.token_to_idx[c] for c in chars], vocab
+    tokens = tokenize(text, 'char')
     vocab = Vocab(tokens)
     corpus = [vocab[tk] for line in tokens for tk in line]
     return (corpus[:max_tokens] if max_tokens > 0 else corpus), vocab
@@ -211,11 +351,9 @@ def corpus_in_vocab(path, vocab, max_tokens):
     positive); the second result lists the characters among them that the
     vocabulary lacks.
     """
-    chars = [c for line in load_text(path)[0] for c in line]
-    if max_tokens > 0:
-        chars = chars[:max_tokens]
+    chars = scan_text(path, max_tokens).chars
     unknown = sorted(set(chars) - set(vocab.token_to_idx))
-    return vocab[chars], unknown
+    return [vocab.token_to_idx.get(c, vocab.unk) for c in chars], unknown
 
 
 def eval_batches(corpus, batch_size, num_steps):
@@ -262,11 +400,12 @@ def train_config(args, checkpoint):
     if 'iter' in given:
         config['use_random_iter'] = given['iter'] == 'random'
     if checkpoint is None:
+        config = {**DEFAULTS, **config}
         # Errors name the path as it was given.
-        lines, sha256 = load_text(args.text)
+        scanned = scan_text(args.text, config['max_tokens'])
         text = None if args.text is None else str(Path(args.text).resolve())
-        return ({**DEFAULTS, **config, 'text': text, 'text_sha256': sha256},
-                lines)
+        return ({**config, 'text': text, 'text_sha256': scanned.sha256},
+                scanned)
     saved = dict(checkpoint.config)
     check_resumable(saved, checkpoint.progress, args.out)
     for opt, value in given.items():
@@ -352,24 +491,24 @@ def valid_record(record):
 
 
 def resumed_text(args, config):
-    """The lines of the text the run began on, which must read as then."""
-    given = None
+    """The text the run began on (scanned), which must read as then."""
+    given, max_tokens = None, config['max_tokens']
     if args.text is not None:
-        given = load_text(args.text)
-        if given[1] != config['text_sha256']:
+        given = scan_text(args.text, max_tokens)
+        if given.sha256 != config['text_sha256']:
             raise CLIError(
                 f'{args.text} is not the text this checkpoint was trained '
                 f'on ({describe_text(config["text"])}); leave --text out '
                 'to use that one.')
     same_file = (given is not None and config['text'] is not None
                  and Path(args.text).resolve() == Path(config['text']))
-    lines, sha256 = given if same_file else load_text(config['text'])
-    if sha256 != config['text_sha256']:
+    scanned = given if same_file else scan_text(config['text'], max_tokens)
+    if scanned.sha256 != config['text_sha256']:
         raise CLIError(
             f'{describe_text(config["text"])} has changed since the '
             'checkpoint was written; restore it, or start afresh with '
             '--force.')
-    return lines
+    return scanned
 
 
 def check_epochs_left(config, done):

@@ -5,6 +5,7 @@ End-to-end behaviour runs `python -m d2lrnn` in subprocesses (one thread, tiny
 models); the many bad-input cases call ``d2lrnn.cli.main`` in this process,
 which fails before MXNet does any work, so they cost milliseconds.
 """
+import collections
 import hashlib
 import json
 import os
@@ -232,7 +233,7 @@ def test_evaluate_val_fraction_scores_what_training_held_out(capsys, unstable, w
 def test_evaluate_val_fraction_cuts_as_training_cut(capsys, unstable):
     """The cut itself: the ids evaluate scores are training's validation ids."""
     config = ckpt.load(unstable).config
-    corpus, _ = cli.training_corpus(cli.load_text(None)[0], config['max_tokens'])
+    corpus, _ = cli.training_corpus(cli.scan_text(None, -1), config['max_tokens'])
     _, valid = cli.split_for_validation(corpus, config)
     args = cli.build_parser().parse_args(
         ['evaluate', '--checkpoint', str(unstable), '--text', str(TIME_MACHINE),
@@ -975,3 +976,39 @@ def test_a_full_disk_before_any_save_says_nothing_was_saved(capsys, tmp_path, mo
     code, _, err = run_main(capsys, 'train', *TINY, '--epochs', 2, '--out', out)
     assert code == 1
     assert stderr_lines(err)[-1].endswith('No space left on device); nothing was saved.')
+
+
+# ---------------------------------------------------------------- memory: counts, not lists
+
+@pytest.mark.parametrize('chunk', [1, 2, 3, 7, 1 << 20])
+@pytest.mark.parametrize('max_tokens', [-1, 1, 50, 2000])
+def test_scanning_in_chunks_reads_as_the_whole_text_is_read(tmp_path, monkeypatch, chunk,
+                                                            max_tokens):
+    text = write(tmp_path / 't.txt', 'The Time\r\nMachine, by H. G. Wells\rend\n\n'
+                 'caf\u00e9 na\u00efve \u2014 r\u00e9sum\u00e9 \u212a\u0130x \u2028y\x0c\r\n' * 40 + 'last line')
+    monkeypatch.setattr(cli, 'CHUNK_BYTES', chunk)
+    lines, sha256 = cli.load_text(text)
+    scanned = cli.scan_text(text, max_tokens)
+    assert scanned.sha256 == sha256
+    assert scanned.counts == collections.Counter(''.join(lines))
+    whole = ''.join(lines)
+    assert scanned.chars == (whole[:max_tokens] if max_tokens > 0 else whole)
+    (ids, vocab), (expected, expected_vocab) = (cli.training_corpus(scanned, max_tokens),
+                                                cli.training_corpus(lines, max_tokens))
+    assert ids == expected and vocab.token_freqs == expected_vocab.token_freqs
+    assert vocab.idx_to_token == expected_vocab.idx_to_token
+
+
+def test_scanning_the_time_machine_gives_the_books_corpus():
+    corpus, vocab = cli.training_corpus(cli.scan_text(None, 10000), 10000)
+    expected, expected_vocab = load_corpus_time_machine(10000)
+    assert corpus == expected and vocab.idx_to_token == expected_vocab.idx_to_token
+    assert vocab.token_freqs == expected_vocab.token_freqs
+
+
+@pytest.mark.parametrize('chunk', [1, 4, 1 << 20])
+def test_scanning_names_the_first_byte_that_is_not_utf8(tmp_path, monkeypatch, chunk):
+    text = write(tmp_path / 'bad.txt', 'caf\u00e9 ok '.encode() + b'x\xe9y')
+    monkeypatch.setattr(cli, 'CHUNK_BYTES', chunk)
+    with pytest.raises(cli.CLIError, match=r'is not UTF-8 text \(byte 10 is 0xe9\)'):
+        cli.scan_text(text, -1)
