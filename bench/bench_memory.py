@@ -11,7 +11,8 @@ in a subprocess and reports:
   which appears once the text is read, the vocabulary built and the model
   made, minus the same for The Time Machine (MXNet's import dominates it).
 
-Run (about a minute): ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory.py``.
+Run (about a minute):
+``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory.py``.
 The figures depend on the machine; no test times them.
 """
 import argparse

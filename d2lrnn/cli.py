@@ -10,14 +10,20 @@ Training is the section's own loop (``train_epoch_ch8`` with ``sgd``),
 epoch after epoch, with a checkpoint (see ``d2lrnn.checkpoint``) every few
 epochs, at the end and on Ctrl-C. A checkpoint holds Python's ``random``
 state, from which the minibatch iterators draw, so ``--resume`` continues
-exactly where an uninterrupted run of the same seed would be.
+exactly where an uninterrupted run of the same seed would be. With
+``--val-fraction`` the epoch of the lowest validation perplexity is kept
+too, in ``--out``/best/, and ``evaluate --val-fraction`` scores exactly the
+characters that training held out. A model that is not finite is never
+saved.
 
 Bad input ends with one line, ``d2lrnn: error: ...``, on stderr and exit
 status 1 (2 for a malformed command line, 130 after Ctrl-C); nothing is
 written before the input has been checked, so an existing checkpoint
 survives. Two ``train`` runs cannot write to one ``--out`` at once: the
 second stops with an error (a lock in ``--out`` that the first holds until
-it ends, killed or not).
+it ends, killed or not). After an error or Ctrl-C the process ends at
+once (see ``end_process``). A text is read in chunks and only its first
+``--max-tokens`` characters are kept (see ``scan_text``).
 """
 import argparse
 import codecs
@@ -1022,7 +1028,7 @@ def cmd_evaluate(args):
     ppl = evaluate_perplexity(model, data, ctx)
     where = (f'{len(corpus)} characters' if scored is corpus else
              f'the last {len(scored)} of {len(corpus)} characters')
-    print(f'perplexity {ppl:.2f}, {math.log2(ppl):.3f} bits per character, '
+    print(f'perplexity {ppl:.2f}, {math.log2(ppl):.2f} bits per character, '
           f'on {where} of {args.text}')
 
 
