@@ -313,10 +313,16 @@ def _read_manifest(directory):
         raise CheckpointError(f'{directory}: no such directory; give the '
                               '--out directory of a `d2lrnn train` run.')
     path = directory / MANIFEST
-    if not os.path.lexists(path):
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
         raise CheckpointError(
             f'{directory} holds no checkpoint (no {MANIFEST}); '
-            f'create one with `d2lrnn train --out {directory}`.')
+            f'create one with `d2lrnn train --out {directory}`.') from None
+    except PermissionError:  # a directory the user may not search
+        raise CheckpointError(
+            f'{directory} cannot be read (permission denied); check its '
+            'permissions.') from None
     data = read_regular(directory, MANIFEST, MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(data.decode('utf-8'))
@@ -365,8 +371,9 @@ def read_regular(directory, name, limit):
     try:
         # O_NONBLOCK: opening a pipe must not wait for a writer.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise _damaged(directory, f'{name} is missing') from None
+    except FileNotFoundError as e:
+        raise _damaged(directory,
+                       f'{name} cannot be read: {e.strerror}') from None
     except PermissionError:
         raise CheckpointError(
             f'{path} cannot be read (permission denied); check the '

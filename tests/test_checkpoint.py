@@ -240,3 +240,32 @@ def test_mxnet_failing_to_write_the_parameters_is_an_os_error(saved, monkeypatch
     assert caught.value.strerror == ('the parameters could not be written: '
                                      'MXNetError: Check failed: fo->Write: No space left')
     assert files_of(saved) == before  # not even a temporary file is left
+
+
+def test_a_directory_the_user_may_not_search_is_said_to_be_so(saved, monkeypatch):
+    """Faked (root may search any directory): lstat of the manifest is refused."""
+    real_lstat = os.lstat
+
+    def lstat(path, *args, **kwargs):
+        if str(path).endswith(ckpt.MANIFEST):
+            raise PermissionError(13, 'Permission denied')
+        return real_lstat(path, *args, **kwargs)
+    monkeypatch.setattr(ckpt.os, 'lstat', lstat)
+    error = load_within(saved)
+    assert 'cannot be read (permission denied)' in str(error)
+    assert 'damaged' not in str(error) and 'holds no checkpoint' not in str(error)
+
+
+def test_a_file_the_user_may_not_open_is_said_to_be_so(saved, monkeypatch):
+    """Faked as above: opening the params file is refused."""
+    real_open = os.open
+    name = manifest_entry(saved, 'params')['name']
+
+    def open_(path, *args, **kwargs):
+        if str(path).endswith(name):
+            raise PermissionError(13, 'Permission denied')
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(ckpt.os, 'open', open_)
+    error = load_within(saved)
+    assert f'{name} cannot be read (permission denied)' in str(error)
+    assert 'damaged' not in str(error)
