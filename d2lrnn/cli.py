@@ -350,15 +350,17 @@ def training_corpus(text, max_tokens):
     return (corpus[:max_tokens] if max_tokens > 0 else corpus), vocab
 
 
-def corpus_in_vocab(path, vocab, max_tokens):
+def corpus_in_vocab(path, vocab, max_tokens, val_fraction=0):
     """Ids of the text at `path` in a given vocabulary, and what it lacks.
 
     Only the first `max_tokens` characters are read (all if it is not
     positive); the second result lists the characters among them that the
-    vocabulary lacks.
+    vocabulary lacks, or among the last `val_fraction` of them only (the
+    part ``holdout_split`` keeps for scoring), if it is given.
     """
     chars = scan_text(path, max_tokens).chars
-    unknown = sorted(set(chars) - set(vocab.token_to_idx))
+    scored = holdout_split(chars, val_fraction)[1] if val_fraction else chars
+    unknown = sorted(set(scored) - set(vocab.token_to_idx))
     return [vocab.token_to_idx.get(c, vocab.unk) for c in chars], unknown
 
 
@@ -1015,7 +1017,7 @@ def cmd_evaluate(args):
             'and num_steps in its config, which scoring needs; train again.')
     max_tokens = evaluate_max_tokens(args, config)
     corpus, unknown = corpus_in_vocab(args.text, checkpoint.vocab,
-                                      max_tokens)
+                                      max_tokens, args.val_fraction)
     scored = corpus
     if args.val_fraction:
         scored = holdout_split(corpus, args.val_fraction)[1]

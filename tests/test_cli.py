@@ -727,6 +727,12 @@ def test_evaluate_warns_only_about_the_characters_it_scores(capsys, abc_checkpoi
     code, out, err = run_main(capsys, 'evaluate', '--checkpoint', abc_checkpoint,
                               '--text', text, '--max-tokens', 17, '--device', 'cpu')
     assert code == 0 and err.endswith("scored as <unk>: 'x'\n")
+    # With --val-fraction, only the held-out tail is scored: 'xyz' at the start is not.
+    text = write(tmp_path / 'head.txt', 'xyz abc cab bca abc cab bca abc\n')
+    code, out, err = run_main(capsys, 'evaluate', '--checkpoint', abc_checkpoint,
+                              '--text', text, '--val-fraction', 0.5, '--max-tokens', 'all',
+                              '--device', 'cpu')
+    assert code == 0 and err == '' and 'on the last 16 of 31 characters' in out
 
 
 @pytest.mark.parametrize('data, message', [
