@@ -161,7 +161,7 @@ def load_text(path):
 
 
 def decode_text(raw):
-    """The text of UTF-8 bytes, with '\r\n' and '\r' as '\n'.
+    r"""The text of UTF-8 bytes, with ``'\r\n'`` and ``'\r'`` as ``'\n'``.
 
     That is how text mode reads them.
     """
@@ -220,11 +220,11 @@ CHUNK_BYTES = 1 << 20
 
 
 def scan_text(path, max_tokens):
-    """A ``ScannedText`` of the text at `path` (None: The Time Machine).
+    r"""A ``ScannedText`` of the text at `path` (None: The Time Machine).
 
-    It reads as ``load_text`` does (UTF-8, '\r\n' and '\r' as '\n',
-    then ``preprocess_lines``), and refuses what ``load_text`` refuses,
-    but a chunk at a time.
+    It reads as ``load_text`` does (UTF-8, ``'\r\n'`` and ``'\r'`` as
+    ``'\n'``, then ``preprocess_lines``), and refuses what ``load_text``
+    refuses, but a chunk at a time.
     """
     if path is None:
         try:
@@ -255,13 +255,13 @@ SPACE_RUNS = re.compile(rb'  +')
 
 
 def clean_lines(text):
-    """What ``preprocess_lines`` makes of whole lines, as ASCII bytes.
+    r"""What ``preprocess_lines`` makes of whole lines, as ASCII bytes.
 
-    `text` is lines each ending in '\n'; the result is their cleaned forms
-    run together (as the corpus runs them together). Each line is stripped
-    and lower-cased as there; then, on the whole block at once, every
-    character but a-z becomes a space (a character outside ASCII first
-    becomes '?', which then does), and a run of spaces one space, as
+    `text` is lines each ending in ``'\n'``; the result is their cleaned
+    forms run together (as the corpus runs them together). Each line is
+    stripped and lower-cased as there; then, on the whole block at once,
+    every character but a-z becomes a space (a character outside ASCII
+    first becomes '?', which then does), and a run of spaces one space, as
     ``data.clean`` does to each line.
     """
     stripped = '\n'.join(line.strip() for line in text.split('\n'))
