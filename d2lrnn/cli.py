@@ -689,6 +689,28 @@ class Snapshot:
 
 
 @contextlib.contextmanager
+def sigint_noted():
+    """Ctrl-C raises KeyboardInterrupt, and is also noted in the list yielded.
+
+    Python runs a signal handler between two bytecodes, wherever they are;
+    a KeyboardInterrupt raised inside a ``__del__`` (MXNet frees arrays in
+    ``NDArray.__del__``) is printed as "ignored" and lost, and training
+    would go on. The training loop checks the note after every epoch.
+    """
+    pressed = []
+
+    def handler(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def sigint_deferred():
     """Hold Ctrl-C back while a checkpoint is written, then deliver it."""
     received = []
@@ -796,24 +818,17 @@ class Run:
         ``best/`` in `out`.
         """
         self.saved = saved
-        snapshot = Snapshot(start, self.model, history)
+        self.snapshot = Snapshot(start, self.model, history)
         bar = progress_bar(self.config, start)
         try:
-            for epoch in range(start + 1, self.config['num_epochs'] + 1):
-                history.append(self.epoch(epoch))
-                snapshot = Snapshot(epoch, self.model, history)
-                if best_epoch(history) == epoch:
-                    save_snapshot(self.out / BEST, snapshot, self.vocab,
-                                  self.config, main=False)
-                bar.set_postfix(epoch_postfix(history[-1]), refresh=False)
-                bar.update()
-                if (epoch % self.every == 0
-                        or epoch == self.config['num_epochs']):
-                    save_snapshot(self.out, snapshot, self.vocab,
-                                  self.config)
-                    self.saved = epoch
+            with sigint_noted() as pressed:
+                for epoch in range(start + 1, self.config['num_epochs'] + 1):
+                    self.finish_epoch(epoch, history, bar)
+                    if pressed:  # a Ctrl-C whose exception was lost
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
+            snapshot = self.snapshot
             if self.saved != snapshot.epoch and not snapshot.written:
                 save_snapshot(self.out, snapshot, self.vocab, self.config)
             raise Interrupted(
@@ -824,6 +839,19 @@ class Run:
             # Also before an error, so that its line starts a line.
             bar.close()
         return history
+
+    def finish_epoch(self, epoch, history, bar):
+        """Train epoch `epoch`, show it, and save what is due."""
+        history.append(self.epoch(epoch))
+        self.snapshot = snapshot = Snapshot(epoch, self.model, history)
+        if best_epoch(history) == epoch:
+            save_snapshot(self.out / BEST, snapshot, self.vocab,
+                          self.config, main=False)
+        bar.set_postfix(epoch_postfix(history[-1]), refresh=False)
+        bar.update()
+        if epoch % self.every == 0 or epoch == self.config['num_epochs']:
+            save_snapshot(self.out, snapshot, self.vocab, self.config)
+            self.saved = epoch
 
 
 BEST = 'best'  # in --out: the checkpoint of the best validation epoch
