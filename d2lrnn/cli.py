@@ -175,13 +175,7 @@ def read_utf8_bytes(path):
     a wrong encoding is more likely a mistake than a stray byte, so it is
     refused.)
     """
-    path = Path(path)
-    if not path.exists():
-        raise CLIError(
-            f'{path}: no such file; give the path of a UTF-8 text file.')
-    if not path.is_file():
-        raise CLIError(
-            f'{path} is not a file; give the path of a UTF-8 text file.')
+    path = check_text_file(path)
     try:
         raw = path.read_bytes()
     except OSError as e:

@@ -301,18 +301,23 @@ def wait_for_stderr(process, pattern, timeout=60):
     return reader, seen
 
 
+def wait_or_fail(process, seconds, message):
+    """Wait for `process` to end; kill it and fail with `message` after `seconds`."""
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(message)
+
+
 def test_ctrl_c_saves_the_last_finished_epoch_and_stops(tmp_path):
     out = tmp_path / 'run'
     process = start_d2lrnn('train', *TINY, '--epochs', 10000, '--checkpoint-every', 10000,
                            '--out', out)
     reader, seen = wait_for_stderr(process, 'ppl=')  # at least one epoch is done
     process.send_signal(signal.SIGINT)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f'still running 60 s after Ctrl-C: {"".join(seen)[-300:]!r}')
+    wait_or_fail(process, 60, f'still running 60 s after Ctrl-C: {"".join(seen)[-300:]!r}')
     stdout = process.stdout.read()  # the reader thread has stderr
     reader.join(10)
     stderr = ''.join(seen)
@@ -353,12 +358,7 @@ def test_a_ctrl_c_whose_exception_is_lost_still_stops_after_the_epoch(tmp_path):
                            '--out', out, code=SWALLOWING_TRAIN)
     reader, seen = wait_for_stderr(process, 'ppl=')
     process.send_signal(signal.SIGINT)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail('the lost Ctrl-C was not noticed: still training 60 s later')
+    wait_or_fail(process, 60, 'the lost Ctrl-C was not noticed: still training 60 s later')
     reader.join(10)
     assert process.returncode == 130
     last = stderr_lines(''.join(seen))[-1]
@@ -885,12 +885,7 @@ def ctrl_c_after(out, pattern, delay, *extra, code=None):
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f'still running 30 s after Ctrl-C: {"".join(seen)[-300:]!r}')
+    wait_or_fail(process, 30, f'still running 30 s after Ctrl-C: {"".join(seen)[-300:]!r}')
     elapsed = time.monotonic() - sent
     reader.join(10)
     process.stdout.close()
