@@ -170,18 +170,23 @@ def scored_positions(num_tokens, batch_size, num_steps):
     return onp.array(pos)
 
 
-def mixture(model, ngram, ids, ctx, ev, weight=None):
-    """(w, perplexity of w * p_rnn + (1 - w) * p_ngram) on the tokens of `ids`
-    that the RNN scores; without `weight`, w is the best on a grid."""
+WEIGHTS = [round(w, 2) for w in onp.linspace(0, 1, 21)]
+
+
+def mixture(model, ngram, ids, ctx, ev):
+    """The perplexity of w * p_rnn + (1 - w) * p_ngram as a function of w.
+
+    Measured on the tokens of `ids` that the RNN scores (the tail that
+    fills no minibatch is left out), so that w = 1 is the RNN alone and
+    w = 0 the count model alone on exactly the same tokens.
+    """
     p_rnn = target_probabilities(model, ids, *ev, ctx)
     p_ngram = onp.exp(ngram.log_probs(ids))[
         scored_positions(len(ids), *ev) - 1]
 
     def ppl(w):
         return float(onp.exp(-onp.log(w * p_rnn + (1 - w) * p_ngram).mean()))
-    if weight is None:
-        weight = min(onp.linspace(0, 1, 21), key=ppl)
-    return float(weight), ppl(weight)
+    return ppl
 
 
 def write_checkpoint(directory, model, vocab, cfg, rec, args):
@@ -314,16 +319,23 @@ def add_baselines(out, model, train, valid, wotw, vocab, ctx, ev, tiny):
     order = int(best_order)
     dev_cut = int(len(train) * TRAIN_FRACTION)
     dev_ngram = NGramLM(order, len(vocab)).fit(train[:dev_cut])
-    weight, dev_ppl = mixture(model, dev_ngram, train[dev_cut:], ctx, ev)
+    dev = mixture(model, dev_ngram, train[dev_cut:], ctx, ev)
+    weight = min(WEIGHTS, key=dev)
     ngram = NGramLM(order, len(vocab)).fit(train)
-    _, valid_ppl = mixture(model, ngram, valid, ctx, ev, weight)
-    _, wotw_ppl = mixture(model, ngram, wotw, ctx, ev, weight)
     out['mixture'] = dict(
         order=order, rnn_weight=weight, weight_chosen_on='last 10% of the '
         'training text (count model fitted on the first 90% of it)',
-        dev_ppl=dev_ppl, valid_ppl=valid_ppl,
-        valid_bpc=bits_per_char(valid_ppl), wotw_ppl=wotw_ppl,
+        dev_ppl=dev(weight),
         scored='the tokens the RNN scores (seq_data_iter_eval)')
+    for name, ids in (('valid', valid), ('wotw', wotw)):
+        ppl = mixture(model, ngram, ids, ctx, ev)
+        out['mixture'].update({
+            f'{name}_ppl': ppl(weight),
+            f'{name}_bpc': bits_per_char(ppl(weight)),
+            f'{name}_rnn_alone_ppl': ppl(1.0),
+            f'{name}_ngram_alone_ppl': ppl(0.0),
+            # for the record only: never used to choose the weight
+            f'{name}_ppl_by_weight': {str(w): ppl(w) for w in WEIGHTS}})
 
 
 if __name__ == '__main__':
