@@ -54,7 +54,7 @@ from .data import check_positive
 from .model import get_params, init_rnn_state
 
 
-def rnn_unrolled(F, X, H, params, sizes, mask=None):
+def rnn_unrolled(F, X, H, params, sizes, mask=None, activation='tanh'):
     """The RNN of D2L 8.5.3 over token ids `X` from state `H`.
 
     `X` is shaped (batch_size, num_steps). `F` holds the ``np``/``npx``
@@ -67,7 +67,8 @@ def rnn_unrolled(F, X, H, params, sizes, mask=None):
     variant runs ``_BPTTForward`` and ``_BPTTBackward`` instead. A dropout
     `mask` (num_steps * batch_size, num_hiddens), if given, multiplies the
     hidden states on their way to the output layer (not on their way to the
-    next step).
+    next step). `activation` is 'tanh' (the section's) or 'relu'
+    (exercise 6).
     """
     W_xh, W_hh, b_h, W_hq, b_q = params
     vocab_size, num_hiddens, num_steps = sizes
@@ -80,7 +81,7 @@ def rnn_unrolled(F, X, H, params, sizes, mask=None):
         HW = F.npx.fully_connected(H, W_hh_T, no_bias=True,
                                    num_hidden=num_hiddens)
         # (batch_size, num_hiddens)
-        H = F.npx.activation(XW_t + HW, act_type='tanh')
+        H = F.npx.activation(XW_t + HW, act_type=activation)
         Hs.append(H)
     # (num_steps * batch_size, num_hiddens)
     Hs = F.np.concatenate(Hs) if num_steps > 1 else Hs[0]
@@ -109,13 +110,14 @@ class _Unrolled(gluon.HybridBlock):
     their gradients go to the arrays of ``get_params``.
     """
 
-    def __init__(self, sizes):
+    def __init__(self, sizes, activation='tanh'):
         super().__init__()
-        self.sizes = sizes
+        self.sizes, self.activation = sizes, activation
 
     def hybrid_forward(self, F, X, H, W_xh, W_hh, b_h, W_hq, b_q, *mask):
         return rnn_unrolled(F, X, H, (W_xh, W_hh, b_h, W_hq, b_q),
-                            self.sizes, *mask)
+                            self.sizes, mask[0] if mask else None,
+                            self.activation)
 
 
 def _transpose(F, Z, axes=None):
@@ -157,10 +159,10 @@ class _BPTTForward(gluon.HybridBlock):
     enter the output layer.
     """
 
-    def __init__(self, sizes):
+    def __init__(self, sizes, activation='tanh'):
         super().__init__()
         # (vocab_size, num_hiddens, num_steps, batch_size)
-        self.sizes = sizes
+        self.sizes, self.activation = sizes, activation
 
     def hybrid_forward(self, F, W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask):
         vocab_size, num_hiddens, num_steps, batch_size = self.sizes
@@ -181,7 +183,8 @@ class _BPTTForward(gluon.HybridBlock):
             # W_hh^T H^T, (num_hiddens, batch_size)
             HW = F.npx.fully_connected(W_hh_T, H, no_bias=True,
                                        num_hidden=batch_size)
-            S = F.npx.activation(HW + XW_t, act_type='tanh')  # H_t^T
+            # H_t^T
+            S = F.npx.activation(HW + XW_t, act_type=self.activation)
             H = _transpose(F, S)  # (batch_size, num_hiddens)
             Ss.append(S)
             Hs.append(H)
@@ -211,9 +214,9 @@ class _BPTTBackward(gluon.HybridBlock):
     multiplied H_t in the forward pass.
     """
 
-    def __init__(self, sizes):
+    def __init__(self, sizes, activation='tanh'):
         super().__init__()
-        self.sizes = sizes
+        self.sizes, self.activation = sizes, activation
 
     def hybrid_forward(self, F, dY, dH_last, W_hh, W_hq, X, Ss, *mask):
         vocab_size, num_hiddens, num_steps, batch_size = self.sizes
@@ -226,13 +229,16 @@ class _BPTTBackward(gluon.HybridBlock):
             dHs = dHs * mask_T
         dHs = _unstack(F, dHs.reshape(num_hiddens, num_steps, batch_size),
                        num_steps, axis=1)
-        # tanh' = 1 - H_t^2, each (num_hiddens, batch_size)
-        dtanh = _unstack(F, 1 - Ss * Ss, num_steps + 1)
+        # the activation's derivative from its output, each
+        # (num_hiddens, batch_size): tanh' = 1 - H_t^2; relu' = 1 where
+        # H_t > 0, else 0 (the sign of a value >= 0)
+        dact = 1 - Ss * Ss if self.activation == 'tanh' else F.np.sign(Ss)
+        dact = _unstack(F, dact, num_steps + 1)
         dH, dAs = (_transpose(F, dH_last),
                    [F.np.zeros((num_hiddens, batch_size))])
         for t in reversed(range(num_steps)):
-            # before tanh, transposed: (num_hiddens, batch_size)
-            dA = (dHs[t] + dH) * dtanh[t + 1]
+            # before the activation, transposed: (num_hiddens, batch_size)
+            dA = (dHs[t] + dH) * dact[t + 1]
             dAs.insert(0, dA)
             # W_hh dA^T = (dA W_hh^T)^T, the gradient reaching H_{t-1},
             # transposed
@@ -350,12 +356,16 @@ class FastRNNScratch:
     ``autograd.record()``). The recurrence itself is never masked. When
     scoring or predicting, and with the default p = 0, the model computes
     exactly what it computes without the option.
+
+    ``activation='relu'`` puts max(0, .) where the section has tanh (its
+    exercise 6; ``experiments.rnn_relu`` is the faithful counterpart).
     """
 
     VARIANTS = ('bptt', 'hybrid', 'imperative')
+    ACTIVATIONS = ('tanh', 'relu')
 
     def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt',
-                 dropout=0.0):
+                 dropout=0.0, activation='tanh'):
         check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
         if variant not in self.VARIANTS:
             raise ValueError(f'variant must be one of {self.VARIANTS}, '
@@ -363,7 +373,10 @@ class FastRNNScratch:
         if not 0 <= dropout < 1:
             raise ValueError('dropout must be at least 0 and below 1, '
                              f'got {dropout!r}.')
-        self.dropout = dropout
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f'activation must be one of {self.ACTIVATIONS},'
+                             f' got {activation!r}.')
+        self.dropout, self.activation = dropout, activation
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)
         self.variant = variant
@@ -389,7 +402,7 @@ class FastRNNScratch:
                                                      *mask)
         else:
             Y, H = rnn_unrolled(mxnet.ndarray, X, H, self.params, sizes,
-                                *mask)
+                                mask[0] if mask else None, self.activation)
         # (num_steps * batch_size, vocab_size), ((batch_size, num_hiddens),)
         return Y, (H,)
 
@@ -423,7 +436,7 @@ class FastRNNScratch:
         if key not in self._graphs:
             blocks = ((_BPTTForward, _BPTTBackward) if self.variant == 'bptt'
                       else (_Unrolled,))
-            graphs = tuple(block(sizes) for block in blocks)
+            graphs = tuple(block(sizes, self.activation) for block in blocks)
             # The BPTT graphs allocate per call: static buffers would keep
             # the memory of both graphs for good (more peak memory, and
             # measured no faster).

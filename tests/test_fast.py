@@ -59,6 +59,33 @@ def test_outputs_state_and_gradients_match(variant, batch_size, num_steps):
         assert_close(a, b)
 
 
+@pytest.mark.parametrize('variant', FastRNNScratch.VARIANTS)
+def test_relu_matches_the_section_model_with_rnn_relu(variant):
+    from d2lrnn.experiments import rnn_relu
+    mx.random.seed(0)
+    faithful = RNNModelScratch(28, 64, CTX, get_params, init_rnn_state, rnn_relu)
+    mx.random.seed(0)
+    fast = FastRNNScratch(28, 64, CTX, variant=variant, activation='relu')
+    mx.random.seed(1)
+    X = np.random.randint(0, 28, size=(3, 7)).astype('float32')
+    # larger than the section's initial weights, so that many units are cut
+    for p, q in zip(faithful.params, fast.params):
+        p[:] = p * 30
+        q[:] = q * 30
+    H0 = np.random.normal(scale=0.5, size=(3, 64))
+    expected = forward_backward(faithful, X, H0.copy())
+    actual = forward_backward(fast, X, H0.copy())
+    assert 0.2 < float((actual[1] == 0).mean()) < 0.8  # ReLU did cut
+    for a, b in zip(expected[:2] + tuple(expected[2]), actual[:2] + tuple(actual[2])):
+        assert_close(a, b)
+    # and it is not the tanh model
+    mx.random.seed(0)
+    tanh = FastRNNScratch(28, 64, CTX, variant=variant)
+    for p, q in zip(tanh.params, fast.params):
+        p[:] = q
+    assert float(np.abs(forward_backward(tanh, X, H0.copy())[1] - actual[1]).max()) > 0.1
+
+
 def test_integer_token_ids_work_as_float_ones():
     # the data iterators yield float32 ids; users may hand in integers
     _, fast = faithful_and_fast(28, 16)
@@ -109,6 +136,8 @@ def test_bad_input_gets_a_clear_error():
         fast(np.zeros((2, 3)), fast.begin_state(5, CTX))
     with pytest.raises(ValueError, match='variant'):
         FastRNNScratch(28, 8, CTX, variant='gpu')
+    with pytest.raises(ValueError, match="activation must be one of .*'sigmoid'"):
+        FastRNNScratch(28, 8, CTX, activation='sigmoid')
     with pytest.raises(ValueError, match='num_hiddens'):
         FastRNNScratch(28, 0, CTX)
 
