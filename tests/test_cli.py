@@ -901,6 +901,44 @@ def test_ctrl_c_in_the_first_minibatch_ends_the_process(tmp_path, delay):
     assert ckpt.load(out).progress['epoch'] == 0
 
 
+def test_the_console_script_is_the_launcher():
+    from importlib.metadata import entry_points
+    script, = [e for e in entry_points(group='console_scripts') if e.name == 'd2lrnn']
+    assert script.value == 'd2lrnn_launch:main'
+
+
+# What the console script runs; sitecustomize (on PYTHONPATH) makes MXNet's import take
+# 5 s more, so that a Ctrl-C 1 s after the start lands inside it.
+LAUNCH = 'import sys; from d2lrnn_launch import main; sys.exit(main())'
+SLOW_MXNET_IMPORT = """import sys, time
+class Slow:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'mxnet':
+            sys.meta_path.remove(self)
+            print('importing mxnet', file=sys.stderr, flush=True)
+            time.sleep(5)
+sys.meta_path.insert(0, Slow())
+"""
+
+
+def test_ctrl_c_while_the_command_imports_mxnet_ends_it_in_one_line(tmp_path):
+    (tmp_path / 'sitecustomize.py').write_text(SLOW_MXNET_IMPORT)
+    env = dict(ENV, PYTHONPATH=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, '-c', LAUNCH, 'train', *TINY, '--out', tmp_path / 'run'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader, seen = wait_for_stderr(process, 'importing mxnet', timeout=60)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    wait_or_fail(process, 30, f'still running 30 s after Ctrl-C: {"".join(seen)!r}')
+    reader.join(10)
+    process.stdout.close()
+    assert process.returncode == 130
+    assert stderr_lines(''.join(seen)) == [
+        'importing mxnet', 'd2lrnn: interrupted while starting; nothing was done.']
+    assert not (tmp_path / 'run').exists()
+
+
 def test_ctrl_c_during_a_save_ends_the_process_with_that_checkpoint(tmp_path):
     out = tmp_path / 'run'
     # Every fsync slowed down: the signal lands in the middle of the first save.
