@@ -1,0 +1,160 @@
+"""bench/relu_vs_tanh.py on a tiny configuration, and its committed results."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / 'bench' / 'relu_vs_tanh.py'
+RESULTS = ROOT / 'bench' / 'results' / 'relu_vs_tanh.json'
+SEEDS = [0, 1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location('relu_vs_tanh', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def script():
+    return load_script()
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory, script):
+    out = tmp_path_factory.mktemp('relu') / 'relu.json'
+    result = script.main(['--tiny', '--quiet', '--out', str(out), '--seeds',
+                          *map(str, SEEDS)])
+    return result, out
+
+
+def runs_of(result, setting, activation):
+    return [r for r in result['runs']
+            if r['setting'] == setting and r['activation'] == activation]
+
+
+def check_run(run, epochs, theta):
+    assert run['epoch'] == list(range(1, epochs + 1))
+    assert len(run['train_ppl']) == epochs
+    assert all(math.isfinite(p) and p > 1 for p in run['train_ppl'])
+    assert run['diverged_at_step'] is None
+    g = run['grad_norm']
+    for key in ('median', 'max', 'clipped_share', 'steps'):
+        assert len(g[key]) == epochs, key
+    assert all(0 <= s <= 1 for s in g['clipped_share'])
+    assert all(0 < m <= x for m, x in zip(g['median'], g['max']))
+    assert sum(g['steps']) == g['overall']['steps']
+    assert g['overall']['max'] == max(g['max'])
+    # the overall share is the steps-weighted mean of the epochs' shares
+    assert g['overall']['clipped_share'] == pytest.approx(
+        sum(s * n for s, n in zip(g['clipped_share'], g['steps']))
+        / g['overall']['steps'])
+    assert (g['overall']['clipped_share'] > 0) == (g['overall']['max'] > theta)
+    assert run['final_train_ppl'] == run['train_ppl'][-1]
+    assert run['final_valid_ppl'] == run['valid_ppl'][-1]
+    assert run['hidden'][0]['epoch'] == 0
+    for h in run['hidden']:
+        assert 0 <= h['zero_share'] <= 1 and 0 <= h['saturated_share'] <= 1
+        assert 0 <= h['H_mean'] <= h['H_max'] and h['spectral_W_hh'] > 0
+
+
+def test_every_run_records_its_curves_and_gradient_norms(tiny_run):
+    result, out = tiny_run
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result['tiny'] and result['settings_run'] == ['section', 'heldout']
+    section = result['settings']['section']
+    heldout = result['settings']['heldout']
+    for activation in ('tanh', 'relu'):
+        runs = runs_of(result, 'section', activation)
+        assert [r['seed'] for r in runs] == SEEDS
+        for run in runs:
+            check_run(run, section['num_epochs'], section['theta'])
+            every = section['eval_every']
+            assert run['valid_epoch'] == [
+                e for e in range(1, section['num_epochs'] + 1)
+                if e % every == 0 or e == section['num_epochs']]
+            assert [h['epoch'] for h in run['hidden']] == [0] + run[
+                'valid_epoch']
+        runs = runs_of(result, 'heldout', activation)
+        assert [r['seed'] for r in runs] == SEEDS
+        for run in runs:
+            check_run(run, heldout['num_epochs'], heldout['theta'])
+            assert len(run['valid_ppl']) == heldout['num_epochs']
+            assert run['best_valid_ppl'] == min(run['valid_ppl'])
+            assert len(run['hidden']) == heldout['num_epochs'] + 1
+
+
+def test_relu_and_tanh_start_alike_and_then_differ(tiny_run):
+    result, _ = tiny_run
+    for setting in ('section', 'heldout'):
+        for tanh, relu in zip(runs_of(result, setting, 'tanh'),
+                              runs_of(result, setting, 'relu')):
+            assert tanh['seed'] == relu['seed']
+            # same seed, same initial parameters
+            assert (tanh['hidden'][0]['spectral_W_hh']
+                    == relu['hidden'][0]['spectral_W_hh'])
+            assert tanh['train_ppl'] != relu['train_ppl']
+            assert tanh['valid_ppl'] != relu['valid_ppl']
+            # tanh stays below 1 and is never exactly 0; ReLU, from the
+            # same start, switches units off
+            assert all(h['H_max'] < 1 and h['zero_share'] == 0
+                       for h in tanh['hidden'])
+            assert relu['hidden'][0]['zero_share'] > 0.2
+        seeds = runs_of(result, setting, 'relu')
+        assert seeds[0]['train_ppl'] != seeds[1]['train_ppl']
+
+
+def test_the_summary_is_the_spread_over_seeds(tiny_run):
+    result, _ = tiny_run
+    for setting in ('section', 'heldout'):
+        for activation in ('tanh', 'relu'):
+            row = result['summary'][setting][activation]
+            runs = runs_of(result, setting, activation)
+            final = [r['final_valid_ppl'] for r in runs]
+            assert row['final_valid_ppl']['n'] == len(SEEDS)
+            assert row['final_valid_ppl']['mean'] == pytest.approx(
+                sum(final) / len(final))
+            assert row['final_valid_ppl']['min'] == min(final)
+            assert 0 <= row['clipped_share']['mean'] <= 1
+            assert row['diverged'] == 0
+    assert result['baselines']['uniform_ppl'] == 28
+
+
+def test_merge_reruns_one_setting_and_keeps_the_other(tiny_run, script,
+                                                      tmp_path):
+    result, out = tiny_run
+    merged = script.main(['--tiny', '--quiet', '--seeds', *map(str, SEEDS),
+                          '--settings', 'heldout', '--heldout-epochs', '1',
+                          '--merge', str(out),
+                          '--out', str(tmp_path / 'm.json')])
+    assert merged['settings_run'] == ['section', 'heldout']
+    assert runs_of(merged, 'section', 'relu') == runs_of(result, 'section',
+                                                         'relu')
+    assert merged['settings']['section'] == result['settings']['section']
+    assert merged['settings']['heldout']['num_epochs'] == 1
+    assert all(len(r['epoch']) == 1 for r in merged['runs']
+               if r['setting'] == 'heldout')
+    assert merged['merged']['command'] == result['command']
+
+
+@pytest.mark.skipif(not RESULTS.exists(), reason='no committed results yet')
+def test_the_committed_results_are_complete():
+    result = json.loads(RESULTS.read_text())
+    assert not result['tiny'] and result['seeds'] == [0, 1, 2]
+    section = result['settings']['section']
+    assert (section['num_epochs'], section['num_hiddens'],
+            section['max_tokens'], section['lr']) == (500, 512, 10_000, 1.0)
+    for setting in ('section', 'heldout'):
+        for activation in ('tanh', 'relu'):
+            runs = runs_of(result, setting, activation)
+            assert [r['seed'] for r in runs] == [0, 1, 2]
+            for run in runs:
+                g = run['grad_norm']
+                assert all(0 <= s <= 1 for s in g['clipped_share'])
+                if run['diverged_at_step'] is None:
+                    epochs = result['settings'][setting]['num_epochs']
+                    assert len(run['train_ppl']) == epochs
