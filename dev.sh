@@ -4,7 +4,7 @@
 #
 #   bash dev.sh book      build the HTML book from the notebooks' stored outputs
 #   bash dev.sh test      the whole test suite: package, notebooks (nbval), browser;
-#                         then again under the other supported Python, if present
+#                         and again under the other supported Python, if present
 #   bash dev.sh execute   re-run every notebook and store its fresh outputs
 #   bash dev.sh bench     the speed benchmark (bench/)
 #   bash dev.sh setup     only create or update the virtual environment
@@ -149,12 +149,42 @@ build_book() {
   "$VENV/bin/jupyter-book" build . -W -n --keep-going
 }
 
-# pytest over the package's tests and the notebooks, with the arguments given.
-run_suite() {
-  # Two workers (one thread each): the 15-minute training chapter runs beside
-  # everything else. loadscope keeps each notebook's cells in order on one worker.
-  "$PY" -m pytest tests book -n 2 --dist loadscope --nbval --nbval-current-env \
+# pytest over the tests and notebooks given, in one process, with nbval.
+run_pytest() {
+  "$PY" -m pytest --nbval --nbval-current-env \
     --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1800 "$@"
+}
+
+# Each line of a command's output, prefixed with a label: two lanes print at once.
+labelled() {
+  local label=$1
+  shift
+  "$@" 2>&1 | sed -u "s/^/[$label] /"
+}
+
+# The whole suite in two lanes, one per core (one thread each): the 500-epoch
+# chapter (and then the browser test, which checks the HTML built before)
+# under the first Python; beside it, everything else under the first Python,
+# then again under each Python in $@ (their venvs set up already). Fails if
+# either lane fails.
+run_lanes() {
+  local first_py=$PY v status=0 long rest
+  labelled "$PY_VER 500 epochs" run_pytest "$LONG_NOTEBOOK" tests/test_browser.py &
+  long=$!
+  (
+    labelled "$PY_VER" run_pytest tests book --ignore="$LONG_NOTEBOOK" \
+      --ignore=tests/test_browser.py
+    for v in "$@"; do
+      PY=$(venv_for "$v")/bin/python
+      labelled "$v" run_pytest tests book --ignore="$LONG_NOTEBOOK" \
+        --ignore=tests/test_browser.py
+    done
+  ) &
+  rest=$!
+  wait "$rest" || status=1
+  wait "$long" || status=1
+  PY=$first_py
+  return "$status"
 }
 
 cmd=${1:-}
@@ -172,22 +202,23 @@ case $cmd in
     echo "The book is in _build/html/index.html"
     ;;
   test)
-    bash .ci/install-browser
-    build_book
-    run_suite
     # The other supported Pythons found here, unless one was asked for: the
     # same tests and stored outputs, except the 500-epoch chapter, and the
-    # browser test, which checks the HTML built above (the same from either).
+    # browser test (the HTML is the same from either).
+    first=$PY_VER first_venv=$VENV first_py=$PY others=()
     if [[ -z $D2LRNN_PYTHON ]]; then
-      first=$PY_VER
       for v in "${SUPPORTED[@]}"; do
         [[ $v != "$first" ]] && exe=$(find_python "$v") || continue
         setup "$(venv_for "$v")" "$exe"
-        echo "dev.sh: again under Python $v in $VENV," \
-             "without $LONG_NOTEBOOK and the browser test" >&2
-        run_suite --ignore="$LONG_NOTEBOOK" --ignore=tests/test_browser.py
+        echo "dev.sh: also Python $v in $VENV, without $LONG_NOTEBOOK" \
+             "and the browser test" >&2
+        others+=("$v")
       done
     fi
+    PY_VER=$first VENV=$first_venv PY=$first_py
+    bash .ci/install-browser
+    build_book
+    run_lanes "${others[@]}"
     ;;
   execute)
     shift
