@@ -33,6 +33,7 @@ import numpy as onp
 from mxnet import np, npx
 
 from .data import Vocab
+from .fast import FastRNNScratch
 
 FORMAT = 'd2lrnn-checkpoint'
 FORMAT_VERSION = 1
@@ -44,6 +45,9 @@ ROLES = {'params': '.params', 'vocab': '.json', 'config': '.json',
 _OWN_FILE = re.compile(
     r'^(params|vocab|config|progress)-[0-9a-f]{16}\.(params|json)$')
 _TEMP_PREFIX = '.d2lrnn-tmp-'
+# The model the package ships: bench/train_best.py's best run, trained on the
+# first 90% of The Time Machine (its figures: bench/results/best_rnn.json).
+SHIPPED_MODEL = Path(__file__).resolve().parent / 'models' / 'time-machine-best'
 
 
 class CheckpointError(Exception):
@@ -296,6 +300,22 @@ def load(directory):
     params = _parse_params(directory, data['params'])
     _check_shapes(directory, params, len(vocab), config)
     return Checkpoint(params, vocab, config, progress)
+
+
+def load_model(directory=SHIPPED_MODEL, ctx=None):
+    """(model, vocab) from a checkpoint: the shipped model by default.
+
+    The model is a ``FastRNNScratch`` on `ctx` (the CPU if None) holding
+    the checkpoint's parameters; ``predict_ch8`` and
+    ``evaluate_perplexity`` take it as they take the section's model.
+    """
+    saved = load(directory)
+    ctx = npx.cpu() if ctx is None else ctx
+    model = FastRNNScratch(len(saved.vocab), saved.config['num_hiddens'],
+                           ctx)
+    for param, name in zip(model.params, PARAM_NAMES):
+        param[:] = np.array(saved.params[name], ctx=ctx)
+    return model, saved.vocab
 
 
 def _damaged(directory, what):
