@@ -23,6 +23,7 @@ from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
 from .fast import FastRNNScratch
 from .model import RNNModelScratch, get_params, init_rnn_state, rnn
 from .ngram import NGramLM, ngram_perplexity
+from .optim import Adam, ParamAverage, bits_per_char, cosine_schedule
 from .plot import Animator
 from .predict import predict_ch8
 from .train import (ProgressLog, grad_clipping, sgd, train_ch8,
