@@ -1232,8 +1232,30 @@ def add_evaluate_parser(subparsers):
     p.set_defaults(func=cmd_evaluate)
 
 
+def cmd_build_native(args):
+    """Build the native RNN operators into the cache; print where."""
+    from . import native
+    try:
+        path, compiled = native.build()
+    except native.NativeBuildError as e:
+        raise CLIError(f'the native operator could not be built ({e}); '
+                       'FastRNNScratch will use the Python path') from None
+    print(f"{'built' if compiled else 'already built'}: {path}")
+
+
+def add_build_native_parser(subparsers):
+    p = subparsers.add_parser(
+        'build-native', help='build the native RNN operators ahead of time',
+        description='Compile the native operators of FastRNNScratch (g++, '
+                    'or $CXX) into the per-user cache ($D2LRNN_CACHE_DIR, '
+                    'else $XDG_CACHE_HOME/d2lrnn, else ~/.cache/d2lrnn) '
+                    'and print the library\'s path; they are otherwise '
+                    'built on first use.')
+    p.set_defaults(func=cmd_build_native)
+
+
 def build_parser():
-    """The parser of all three commands."""
+    """The parser of all the commands."""
     parser = Parser(
         prog=PROG,
         description='The character-level RNN of D2L 8.5 from the shell.')
@@ -1242,6 +1264,7 @@ def build_parser():
     add_train_parser(subparsers)
     add_generate_parser(subparsers)
     add_evaluate_parser(subparsers)
+    add_build_native_parser(subparsers)
     return parser
 
 

@@ -50,6 +50,7 @@ the plain arrays of ``get_params``, and the gradients land in their
 import mxnet
 from mxnet import autograd, gluon, np, npx
 
+from . import native as _native
 from .data import check_positive
 from .model import get_params, init_rnn_state
 
@@ -337,6 +338,38 @@ class _RNNWithBPTT(autograd.Function):
         return tuple(g.as_nd_ndarray() for g in grads)
 
 
+def _nd(arrays):
+    """The arrays as classic NDArrays (views), for the native operators."""
+    return [Z.as_nd_ndarray() for Z in arrays]
+
+
+class _NativeForward:
+    """``_BPTTForward``'s outputs from the native forward operator.
+
+    One operator runs all steps (``csrc/rnn_op.cc``); the states it
+    returns are (num_steps + 1, batch_size, num_hiddens), H_0 first.
+    """
+
+    def __init__(self, activation, masked):
+        self.attrs = dict(activation=activation, masked=str(int(masked)))
+
+    def __call__(self, W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask):
+        X = X if X.dtype == 'float32' else X.astype('float32')
+        outs = mxnet.nd.d2lrnn_rnn_forward(
+            *_nd([W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask]), **self.attrs)
+        return tuple(Z.as_np_ndarray() for Z in outs)
+
+
+class _NativeBackward(_NativeForward):
+    """``_BPTTBackward``'s gradients from the native backward operator."""
+
+    def __call__(self, dY, dH_last, W_hh, W_hq, X, Hs, *mask):
+        X = X if X.dtype == 'float32' else X.astype('float32')
+        outs = mxnet.nd.d2lrnn_rnn_backward(
+            *_nd([dY, dH_last, W_hh, W_hq, X, Hs, *mask]), **self.attrs)
+        return tuple(Z.as_np_ndarray() for Z in outs)
+
+
 class FastRNNScratch:
     """The scratch RNN of D2L 8.5, faster.
 
@@ -359,13 +392,21 @@ class FastRNNScratch:
 
     ``activation='relu'`` puts max(0, .) where the section has tanh (its
     exercise 6; ``experiments.rnn_relu`` is the faithful counterpart).
+
+    ``native`` (variant 'bptt', on the CPU): ``None`` (the default) runs
+    the forward and backward passes as two native operators
+    (``d2lrnn.native``, compiled on first use with g++ and OpenBLAS) when
+    they can be built, else says why in one line on stderr and takes the
+    Python path; ``True`` requires them (``NativeBuildError`` if they
+    cannot be built); ``False`` always takes the Python path. Both paths
+    give the same results to float32 rounding, with or without dropout.
     """
 
     VARIANTS = ('bptt', 'hybrid', 'imperative')
     ACTIVATIONS = ('tanh', 'relu')
 
     def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt',
-                 dropout=0.0, activation='tanh'):
+                 dropout=0.0, activation='tanh', native=None):
         check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
         if variant not in self.VARIANTS:
             raise ValueError(f'variant must be one of {self.VARIANTS}, '
@@ -380,6 +421,12 @@ class FastRNNScratch:
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)
         self.variant = variant
+        if native and variant != 'bptt':
+            raise ValueError("native=True needs variant='bptt', got "
+                             f'{variant!r}.')
+        # built on first use: here, when the model is made
+        self.native = (variant == 'bptt' and native is not False
+                       and _native.load(required=bool(native)))
         self._graphs = {}  # (sizes, masked) -> cached graphs
 
     def __call__(self, X, state):
@@ -394,7 +441,11 @@ class FastRNNScratch:
         mask = []  # no dropout: the graphs without a mask input
         if self.dropout > 0 and autograd.is_training():
             mask = [self.dropout_mask(num_steps, X.shape[0], H.ctx)]
-        if self.variant == 'bptt':
+        if self.native and H.ctx.device_type == 'cpu':
+            graphs = (_NativeForward(self.activation, bool(mask)),
+                      _NativeBackward(self.activation, bool(mask)))
+            Y, H = _RNNWithBPTT(*graphs)(*self.params, H, X, *mask)
+        elif self.variant == 'bptt':
             graphs = self._graph(sizes + (X.shape[0],), bool(mask))
             Y, H = _RNNWithBPTT(*graphs)(*self.params, H, X, *mask)
         elif self.variant == 'hybrid':

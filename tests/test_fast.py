@@ -1,23 +1,34 @@
 """FastRNNScratch computes what RNNModelScratch computes: outputs, state, gradients, training."""
+import os
 import random
+import tempfile
+from pathlib import Path
 
-import mxnet as mx
-import pytest
-from mxnet import autograd, gluon, np, npx
+# native builds go to a shared temporary cache, as in test_native.py
+os.environ.setdefault('D2LRNN_CACHE_DIR',
+                      str(Path(tempfile.gettempdir()) / f'd2lrnn-test-cache-{os.getuid()}'))
 
-import d2lrnn
-from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, grad_clipping,
+import mxnet as mx  # noqa: E402
+import pytest  # noqa: E402
+from mxnet import autograd, gluon, np, npx  # noqa: E402
+
+import d2lrnn  # noqa: E402
+from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, grad_clipping,  # noqa: E402
                     init_rnn_state, predict_ch8, rnn, sgd, train_epoch_ch8)
 
 CTX = npx.cpu()
 
 
-def faithful_and_fast(vocab_size, num_hiddens, variant='bptt', seed=0):
+# each variant, and 'bptt' both with the native operators and without
+PATHS = [('bptt', True), ('bptt', False), ('hybrid', None), ('imperative', None)]
+
+
+def faithful_and_fast(vocab_size, num_hiddens, variant='bptt', seed=0, native=None):
     """The two models, each built right after the same seed."""
     mx.random.seed(seed)
     faithful = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
     mx.random.seed(seed)
-    fast = FastRNNScratch(vocab_size, num_hiddens, CTX, variant=variant)
+    fast = FastRNNScratch(vocab_size, num_hiddens, CTX, variant=variant, native=native)
     return faithful, fast
 
 
@@ -46,10 +57,10 @@ def test_same_initial_parameters_as_get_params():
     assert not isinstance(fast, gluon.Block)  # train_ch8 must take its scratch path
 
 
-@pytest.mark.parametrize('variant', FastRNNScratch.VARIANTS)
+@pytest.mark.parametrize('variant, native', PATHS)
 @pytest.mark.parametrize('batch_size, num_steps', [(3, 7), (2, 1)])
-def test_outputs_state_and_gradients_match(variant, batch_size, num_steps):
-    faithful, fast = faithful_and_fast(28, 64, variant)
+def test_outputs_state_and_gradients_match(variant, native, batch_size, num_steps):
+    faithful, fast = faithful_and_fast(28, 64, variant, native=native)
     mx.random.seed(1)
     X = np.random.randint(0, 28, size=(batch_size, num_steps)).astype('float32')
     H0 = np.random.normal(scale=0.5, size=(batch_size, 64))
@@ -59,13 +70,13 @@ def test_outputs_state_and_gradients_match(variant, batch_size, num_steps):
         assert_close(a, b)
 
 
-@pytest.mark.parametrize('variant', FastRNNScratch.VARIANTS)
-def test_relu_matches_the_section_model_with_rnn_relu(variant):
+@pytest.mark.parametrize('variant, native', PATHS)
+def test_relu_matches_the_section_model_with_rnn_relu(variant, native):
     from d2lrnn.experiments import rnn_relu
     mx.random.seed(0)
     faithful = RNNModelScratch(28, 64, CTX, get_params, init_rnn_state, rnn_relu)
     mx.random.seed(0)
-    fast = FastRNNScratch(28, 64, CTX, variant=variant, activation='relu')
+    fast = FastRNNScratch(28, 64, CTX, variant=variant, activation='relu', native=native)
     mx.random.seed(1)
     X = np.random.randint(0, 28, size=(3, 7)).astype('float32')
     # larger than the section's initial weights, so that many units are cut
@@ -80,15 +91,16 @@ def test_relu_matches_the_section_model_with_rnn_relu(variant):
         assert_close(a, b)
     # and it is not the tanh model
     mx.random.seed(0)
-    tanh = FastRNNScratch(28, 64, CTX, variant=variant)
+    tanh = FastRNNScratch(28, 64, CTX, variant=variant, native=native)
     for p, q in zip(tanh.params, fast.params):
         p[:] = q
     assert float(np.abs(forward_backward(tanh, X, H0.copy())[1] - actual[1]).max()) > 0.1
 
 
-def test_integer_token_ids_work_as_float_ones():
+@pytest.mark.parametrize('native', [True, False])
+def test_integer_token_ids_work_as_float_ones(native):
     # the data iterators yield float32 ids; users may hand in integers
-    _, fast = faithful_and_fast(28, 16)
+    _, fast = faithful_and_fast(28, 16, native=native)
     X = np.array([[3, 9, 2], [5, 6, 7]])
     H0 = fast.begin_state(2, CTX)[0]
     as_int = forward_backward(fast, X.astype('int64'), H0.copy())
@@ -105,8 +117,9 @@ def one_epoch(model, num_hiddens=512):
                            lambda batch_size: sgd(model.params, 1, batch_size), CTX, False)[0]
 
 
-def test_one_seeded_epoch_gives_the_same_perplexity():
-    faithful, fast = faithful_and_fast(28, 512)
+@pytest.mark.parametrize('native', [True, False])
+def test_one_seeded_epoch_gives_the_same_perplexity(native):
+    faithful, fast = faithful_and_fast(28, 512, native=native)
     expected, actual = one_epoch(faithful), one_epoch(fast)
     assert actual == pytest.approx(expected, rel=1e-5)
     for p, q in zip(faithful.params, fast.params):
@@ -140,13 +153,16 @@ def test_bad_input_gets_a_clear_error():
         FastRNNScratch(28, 8, CTX, activation='sigmoid')
     with pytest.raises(ValueError, match='num_hiddens'):
         FastRNNScratch(28, 0, CTX)
+    with pytest.raises(ValueError, match="native=True needs variant='bptt'"):
+        FastRNNScratch(28, 8, CTX, variant='hybrid', native=True)
 
 
-def test_saved_states_are_released_after_backward_and_a_retained_graph_still_works():
+@pytest.mark.parametrize('native', [True, False])
+def test_saved_states_are_released_after_backward_and_a_retained_graph_still_works(native):
     # MXNet 1.9's Function.__call__ leaves each Function in a reference cycle that only
     # the cyclic garbage collector frees; the saved states must not wait for it.
     import gc
-    _, fast = faithful_and_fast(28, 16)
+    _, fast = faithful_and_fast(28, 16, native=native)
     X, H0 = np.array([[3, 9, 2], [5, 6, 7]]), fast.begin_state(2, CTX)[0]
     gc.collect()
     gc.disable()
