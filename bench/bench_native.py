@@ -1,0 +1,310 @@
+"""The native RNN operator against the Python path and MXNet's fused RNN, side by side.
+
+Variants, each trained as ``train_epoch_ch8`` trains (clipping at 1, SGD, lr 1) on the
+section's data (512 hidden units, minibatches of 32 x 35, the first 10,000 characters,
+vocabulary 28):
+
+    faithful      RNNModelScratch(get_params, init_rnn_state, rnn): the section's model
+    fast-python   FastRNNScratch(native=False): cached MXNet graphs, hand-written BPTT
+    fast-native   FastRNNScratch(native=True): the two operators of d2lrnn/csrc/rnn_op.cc
+    gluon-fused   gluon.rnn.RNN (tanh, MXNet's fused operator) + Dense, hybridized
+
+Speed: all four live in ONE process on ONE thread (OMP_NUM_THREADS and
+OPENBLAS_NUM_THREADS are set to 1 before MXNet is imported). Each repeat trains
+every variant for one epoch on the same seeded minibatches, in an order that rotates
+from repeat to repeat, so that the load of other programs hits all alike; reported are
+medians over repeats of the seconds per epoch (wall and process CPU time) and the
+medians of the per-repeat ratios. The load average is recorded before and after.
+
+Where the time goes: the floating-point operations of the products in one minibatch
+(forward and backward) divided by the native operators' time for it, against the
+rate of the step's own product, (32, 512) x (512, 512), through OpenBLAS (which the
+operator calls) and through oneDNN (``npx.fully_connected``, which the Python path
+and the fused RNN use): how close the operator runs to the product's rate.
+
+Memory: each variant trains ``--epochs`` epochs in a subprocess of its own, which
+reports its peak resident memory (``ru_maxrss``) and how far it rose above the
+resident memory just before the model was built (VmHWM after /proc/self/clear_refs).
+
+    .venv/bin/python bench/bench_native.py              # writes bench/results/native.json
+    .venv/bin/python bench/bench_native.py --quick --out /tmp/n.json
+"""
+import os
+
+# one thread for every library, before any of them is loaded
+os.environ['OMP_NUM_THREADS'] = os.environ['OPENBLAS_NUM_THREADS'] = '1'
+
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import d2lrnn  # noqa: E402
+import mxnet as mx  # noqa: E402
+import numpy as onp  # noqa: E402
+from mxnet import autograd, gluon, init, np, npx  # noqa: E402
+
+from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, init_rnn_state,  # noqa: E402
+                    native, rnn, sgd, train_epoch_ch8)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed import (RNNModelConcise, peak_rss_growth_mib,  # noqa: E402
+                         reset_peak_rss)
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+VARIANTS = ('faithful', 'fast-python', 'fast-native', 'gluon-fused')
+CTX = npx.cpu()
+LR = 1
+
+
+def make_model(variant, vocab_size, num_hiddens):
+    """A model and its updater, parameters drawn from MXNet's current seed."""
+    if variant == 'gluon-fused':
+        model = RNNModelConcise(vocab_size, num_hiddens)
+        model.initialize(init.Normal(0.01), ctx=CTX)
+        model.hybridize(static_alloc=True, static_shape=True)
+        trainer = gluon.Trainer(model.collect_params(), 'sgd', {'learning_rate': LR})
+        return model, trainer.step
+    if variant == 'faithful':
+        model = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
+    elif variant in ('fast-python', 'fast-native'):
+        model = FastRNNScratch(vocab_size, num_hiddens, CTX,
+                               native=variant == 'fast-native')
+    else:
+        raise ValueError(f'unknown variant {variant!r}: choose from {VARIANTS}.')
+    return model, lambda batch_size: sgd(model.params, LR, batch_size)
+
+
+def one_epoch(model, updater, train_iter, seed):
+    """Train one epoch on seeded minibatches; return (perplexity, wall s, CPU s)."""
+    random.seed(seed)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    npx.waitall()
+    wall, cpu = time.perf_counter(), time.process_time()
+    ppl, _ = train_epoch_ch8(model, train_iter, loss, updater, CTX, False)
+    npx.waitall()
+    return ppl, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure_speed(args, train_iter, vocab_size):
+    """Seconds per epoch of every variant, rotating the order from repeat to repeat."""
+    models = {}
+    for variant in VARIANTS:
+        mx.random.seed(0)
+        models[variant] = make_model(variant, vocab_size, args.num_hiddens)
+        one_epoch(*models[variant], train_iter, seed=-1)  # warm-up: graphs, buffers
+    wall = {v: [] for v in VARIANTS}
+    cpu = {v: [] for v in VARIANTS}
+    for r in range(args.repeats):
+        k = r % len(VARIANTS)
+        for variant in VARIANTS[k:] + VARIANTS[:k]:
+            _, w, c = one_epoch(*models[variant], train_iter, seed=r)
+            wall[variant].append(w)
+            cpu[variant].append(c)
+        print(f'repeat {r + 1}/{args.repeats}: ' + ', '.join(
+            f'{v} {wall[v][-1]:.3f}' for v in VARIANTS) + ' s/epoch', flush=True)
+
+    def ratio(times, a, b):  # how many times faster a is than b, median over repeats
+        return statistics.median(y / x for x, y in zip(times[a], times[b]))
+    speed = {v: {'wall_s_per_epoch': wall[v], 'cpu_s_per_epoch': cpu[v],
+                 'median_wall_s_per_epoch': statistics.median(wall[v]),
+                 'median_cpu_s_per_epoch': statistics.median(cpu[v])} for v in VARIANTS}
+    ratios = {}
+    for a, b in [('fast-native', 'gluon-fused'), ('fast-native', 'fast-python'),
+                 ('fast-native', 'faithful'), ('fast-python', 'gluon-fused'),
+                 ('fast-python', 'faithful'), ('gluon-fused', 'faithful')]:
+        ratios[f'{a} / {b}'] = {'wall': ratio(wall, a, b), 'cpu': ratio(cpu, a, b)}
+    return speed, ratios
+
+
+def timed(f, number, repeats):
+    """(best CPU seconds, median wall seconds) per call of f, over `repeats` rounds."""
+    f()
+    npx.waitall()
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c, w = time.process_time(), time.perf_counter()
+        for _ in range(number):
+            f()
+        npx.waitall()
+        cpu.append((time.process_time() - c) / number)
+        wall.append((time.perf_counter() - w) / number)
+    return min(cpu), statistics.median(wall)
+
+
+def product_rates(args):
+    """GFLOP/s of the step's product (32, 512) x (512, 512), OpenBLAS and oneDNN."""
+    import scipy_openblas32
+    lib = ctypes.CDLL(str(Path(scipy_openblas32.get_lib_dir()) / 'libscipy_openblas.so'))
+    lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+    B, H = args.batch_size, args.num_hiddens
+    flops = 2 * B * H * H
+    A = onp.random.rand(B, H).astype('float32')
+    W = onp.random.rand(H, H).astype('float32')
+    C = onp.zeros((B, H), 'float32')
+    ptr = [Z.ctypes.data_as(ctypes.c_void_p) for Z in (A, W, C)]
+    one, zero = ctypes.c_float(1), ctypes.c_float(0)
+
+    def openblas():  # row-major, no transposes: C = A W
+        lib.scipy_cblas_sgemm(101, 111, 111, B, H, H, one, ptr[0], H, ptr[1], H, zero,
+                              ptr[2], H)
+    Hn, Wn = np.array(A), np.array(W)
+
+    def onednn():
+        npx.fully_connected(Hn, Wn, no_bias=True, num_hidden=H)
+    out = {'shape': f'({B}, {H}) x ({H}, {H})', 'flops': flops,
+           'openblas_core': lib.scipy_openblas_get_corename().decode(),
+           'openblas_threads': lib.scipy_openblas_get_num_threads()}
+    for name, f in (('openblas', openblas), ('onednn', onednn)):
+        cpu, wall = timed(f, 200, args.rate_repeats)
+        out[f'{name}_gflops_cpu'] = flops / cpu / 1e9
+        out[f'{name}_gflops_wall'] = flops / wall / 1e9
+        out[f'{name}_us_wall'] = wall * 1e6
+    return out
+
+
+def native_breakdown(args, vocab_size, rates):
+    """The native operators' time per minibatch against their products' flops."""
+    B, T, H, V = args.batch_size, args.num_steps, args.num_hiddens, vocab_size
+    mx.random.seed(0)
+    model = FastRNNScratch(V, H, CTX, native=True)
+    X = np.random.randint(0, V, size=(B, T)).astype('float32')
+    H0 = model.begin_state(B, CTX)[0]
+    state = {}
+
+    def forward():
+        with autograd.record():
+            state['Y'], (state['H'],) = model(X, (H0,))
+
+    def both():
+        with autograd.record():
+            Y, (Hl,) = model(X, (H0,))
+        autograd.backward([Y, Hl], [np.ones_like(Y), np.zeros_like(Hl)])
+    # forward: T step products, the output layer; backward: T step products,
+    # dY W_hq^T, dW_hh, dW_hq
+    flops_forward = 2 * T * B * H * H + 2 * T * B * H * V
+    flops_backward = 2 * T * B * H * H + 2 * T * B * V * H + 2 * H * H * T * B + 2 * H * V * T * B
+    fwd_cpu, fwd_wall = timed(forward, 20, args.rate_repeats)
+    all_cpu, all_wall = timed(both, 10, args.rate_repeats)
+    step_share = 2 * T * 2 * B * H * H / (flops_forward + flops_backward)
+    return {'forward_ms_wall': fwd_wall * 1e3, 'forward_ms_cpu': fwd_cpu * 1e3,
+            'forward_backward_ms_wall': all_wall * 1e3,
+            'forward_backward_ms_cpu': all_cpu * 1e3,
+            'product_gflop_per_minibatch': (flops_forward + flops_backward) / 1e9,
+            'step_product_share_of_flops': step_share,
+            'effective_gflops_cpu': (flops_forward + flops_backward) / all_cpu / 1e9,
+            'share_of_openblas_step_rate_cpu':
+                (flops_forward + flops_backward) / all_cpu / 1e9 / rates['openblas_gflops_cpu']}
+
+
+def child(args):
+    """Train one variant for args.epochs epochs; print its memory as a JSON line."""
+    random.seed(0)
+    train_iter, vocab = d2lrnn.load_data_time_machine(args.batch_size, args.num_steps,
+                                                      max_tokens=args.max_tokens)
+    baseline = reset_peak_rss()
+    mx.random.seed(0)
+    model, updater = make_model(args.child, len(vocab), args.num_hiddens)
+    for epoch in range(args.epochs):
+        ppl, _, _ = one_epoch(model, updater, train_iter, seed=epoch)
+    print(json.dumps({'variant': args.child, 'perplexity': ppl,
+                      'ru_maxrss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      'baseline_rss_mib': baseline / 1024,
+                      'peak_rss_growth_mib': peak_rss_growth_mib(baseline)}))
+
+
+def measure_memory(args):
+    """Peak memory of each variant, each in a subprocess of its own."""
+    out = {}
+    for variant in VARIANTS:
+        cmd = [sys.executable, __file__, '--child', variant, '--epochs', str(args.epochs),
+               '--num-hiddens', str(args.num_hiddens), '--batch-size', str(args.batch_size),
+               '--num-steps', str(args.num_steps), '--max-tokens', str(args.max_tokens)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def machine():
+    cpuinfo = Path('/proc/cpuinfo').read_text().splitlines()
+    models = [ln.split(':', 1)[1].strip() for ln in cpuinfo if ln.startswith('model name')]
+    flags = next((ln for ln in cpuinfo if ln.startswith('flags')), '').split()
+    return {'cpu_model': models[0] if models else platform.processor(),
+            'cores': os.cpu_count(),
+            'simd': [f for f in ('avx512f', 'avx2', 'fma') if f in flags],
+            'mxnet_version': mx.__version__, 'python_version': platform.python_version(),
+            'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--repeats', type=int, default=9, help='speed repeats (default 9)')
+    p.add_argument('--rate-repeats', type=int, default=7,
+                   help='rounds for the product rates and the breakdown (default 7)')
+    p.add_argument('--epochs', type=int, default=3,
+                   help='epochs of each memory subprocess (default 3)')
+    p.add_argument('--num-hiddens', type=int, default=512)
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--num-steps', type=int, default=35)
+    p.add_argument('--max-tokens', type=int, default=10000)
+    p.add_argument('--quick', action='store_true',
+                   help='a smoke run: 2 repeats, 1 epoch, 64 hidden units, 2,000 tokens')
+    p.add_argument('--out', type=Path, default=RESULTS / 'native.json')
+    p.add_argument('--child', choices=VARIANTS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.rate_repeats, args.epochs = 2, 2, 1
+        args.num_hiddens, args.max_tokens = 64, 2000
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    native.load(required=True)
+    load_start = os.getloadavg()
+    random.seed(0)
+    train_iter, vocab = d2lrnn.load_data_time_machine(args.batch_size, args.num_steps,
+                                                      max_tokens=args.max_tokens)
+    speed, ratios = measure_speed(args, train_iter, len(vocab))
+    rates = product_rates(args)
+    breakdown = native_breakdown(args, len(vocab), rates)
+    load_after_speed = os.getloadavg()
+    memory = measure_memory(args)
+    report = {'machine': dict(machine(), load_average_at_start=list(load_start),
+                              load_average_after_speed=list(load_after_speed),
+                              load_average_at_end=list(os.getloadavg())),
+              'config': {'variants': list(VARIANTS), 'repeats': args.repeats,
+                         'num_hiddens': args.num_hiddens, 'batch_size': args.batch_size,
+                         'num_steps': args.num_steps, 'max_tokens': args.max_tokens,
+                         'vocab_size': len(vocab), 'memory_epochs': args.epochs,
+                         'quick': args.quick, 'native_library': str(native._loaded)},
+              'speed': speed, 'ratios': ratios, 'product_rates': rates,
+              'native_breakdown': breakdown, 'memory': memory}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + '\n')
+    print(f"\n{report['machine']['cpu_model']}, load {load_start[0]:.1f} at start")
+    for v in VARIANTS:
+        print(f"{v:12} {speed[v]['median_wall_s_per_epoch']:7.3f} s/epoch wall "
+              f"{speed[v]['median_cpu_s_per_epoch']:7.3f} CPU; peak "
+              f"{memory[v]['ru_maxrss_mib']:.0f} MiB (+{memory[v]['peak_rss_growth_mib']:.0f})")
+    for k, r in ratios.items():
+        print(f"{k:28} {r['wall']:.2f}x wall, {r['cpu']:.2f}x CPU")
+    print(f"step product: OpenBLAS {rates['openblas_gflops_cpu']:.1f}, oneDNN "
+          f"{rates['onednn_gflops_cpu']:.1f} GFLOP/s; native minibatch "
+          f"{breakdown['effective_gflops_cpu']:.1f} GFLOP/s")
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
