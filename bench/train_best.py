@@ -222,7 +222,8 @@ def parse_args(argv):
     p.add_argument('--no-baselines', action='store_true',
                    help='skip the n-gram baselines and the mixture')
     p.add_argument('--sweep-log', type=Path,
-                   help='a JSON list of earlier runs (the tuning) to copy in')
+                   help='a JSON list of earlier runs (the tuning) to copy in; '
+                        "by default the 'sweep' of the --out file is kept")
     p.add_argument('--quiet', action='store_true')
     for key, value in RECIPE.items():  # every setting can be changed
         p.add_argument('--' + key.replace('_', '-'), type=type(value),
@@ -287,6 +288,8 @@ def main(argv=None):
                       args.tiny)
     if args.sweep_log is not None:
         out['sweep'] = json.loads(args.sweep_log.read_text())
+    elif args.out.exists():  # a rerun keeps the tuning runs it was chosen by
+        out['sweep'] = json.loads(args.out.read_text()).get('sweep', [])
     if args.checkpoint is not None:
         write_checkpoint(args.checkpoint, best_model, vocab, cfg, best_rec,
                          args)

@@ -101,3 +101,14 @@ def test_the_shipped_checkpoint_scores_what_the_results_say():
     kn = result['baselines']['best_kneser_ney']['valid_ppl']
     assert result['summary']['valid_ppl']['n'] >= 3
     assert all(r['best_valid_ppl'] > 1 for r in result['runs']) and kn > 1
+
+
+def test_a_rerun_keeps_the_tuning_runs_of_the_file_it_replaces(tmp_path):
+    out = tmp_path / 'best.json'
+    out.write_text(json.dumps({'sweep': [{'name': 'earlier', 'note': 'kept'}]}))
+    args = ['--tiny', '--quiet', '--seeds', '0', '--no-baselines', '--out', str(out)]
+    args[args.index('--tiny') + 1:args.index('--tiny') + 1] = ['--num-epochs', '1']
+    assert load_script().main(args)['sweep'] == [{'name': 'earlier', 'note': 'kept'}]
+    log = tmp_path / 'log.json'
+    log.write_text(json.dumps([{'name': 'given'}]))
+    assert load_script().main(args + ['--sweep-log', str(log)])['sweep'] == [{'name': 'given'}]
