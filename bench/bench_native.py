@@ -16,11 +16,14 @@ from repeat to repeat, so that the load of other programs hits all alike; report
 medians over repeats of the seconds per epoch (wall and process CPU time) and the
 medians of the per-repeat ratios. The load average is recorded before and after.
 
-Where the time goes: the floating-point operations of the products in one minibatch
-(forward and backward) divided by the native operators' time for it, against the
-rate of the step's own product, (32, 512) x (512, 512), through OpenBLAS (which the
-operator calls) and through oneDNN (``npx.fully_connected``, which the Python path
-and the fused RNN use): how close the operator runs to the product's rate.
+Where the time goes: each model's forward and backward pass alone on one minibatch
+(no loss, clipping or update, which all of them share); the floating-point
+operations of the products in one minibatch divided by the native operators' time
+for it, against the rate of the step's own product, (32, 512) x (512, 512),
+through OpenBLAS (which the operator uses for its other products; the step
+product has a kernel of its own) and through oneDNN (``npx.fully_connected``,
+which the Python path and the fused RNN use): how close the operator runs to the
+product's rate.
 
 Memory: each variant trains ``--epochs`` epochs in a subprocess of its own, which
 reports its peak resident memory (``ru_maxrss``) and how far it rose above the
@@ -176,38 +179,61 @@ def product_rates(args):
     return out
 
 
-def native_breakdown(args, vocab_size, rates):
-    """The native operators' time per minibatch against their products' flops."""
+def model_times(args, vocab_size, rates):
+    """Each model's forward and backward on one minibatch, nothing else.
+
+    No loss, clipping or update: the recurrence and the output layer alone,
+    with a gradient of ones on the outputs; the variants in alternate
+    rounds. For the native operators, also their products' rate.
+    """
     B, T, H, V = args.batch_size, args.num_steps, args.num_hiddens, vocab_size
-    mx.random.seed(0)
-    model = FastRNNScratch(V, H, CTX, native=True)
     X = np.random.randint(0, V, size=(B, T)).astype('float32')
-    H0 = model.begin_state(B, CTX)[0]
-    state = {}
+    calls = {}
+    for variant in VARIANTS:
+        mx.random.seed(0)
+        model, _ = make_model(variant, V, H)
+        state = model.begin_state(batch_size=B, ctx=CTX)
 
-    def forward():
-        with autograd.record():
-            state['Y'], (state['H'],) = model(X, (H0,))
+        def both(model=model, state=state):
+            with autograd.record():
+                Y, _ = model(X, state)
+            Y.backward(np.ones_like(Y))
+        calls[variant] = both
 
-    def both():
+    def forward_native(model=FastRNNScratch(V, H, CTX, native=True)):
         with autograd.record():
-            Y, (Hl,) = model(X, (H0,))
-        autograd.backward([Y, Hl], [np.ones_like(Y), np.zeros_like(Hl)])
+            model(X, model.begin_state(B, CTX))
+    times = {v: [] for v in VARIANTS}
+    fwd = []
+    for _ in range(args.rate_repeats):
+        for variant in VARIANTS:
+            times[variant].append(timed(calls[variant], 5, 1))
+        fwd.append(timed(forward_native, 5, 1))
+    out = {}
+    for variant, t in times.items():
+        out[variant] = {'forward_backward_ms_cpu': 1e3 * min(c for c, _ in t),
+                        'forward_backward_ms_wall':
+                            1e3 * statistics.median(w for _, w in t)}
     # forward: T step products, the output layer; backward: T step products,
     # dY W_hq^T, dW_hh, dW_hq
     flops_forward = 2 * T * B * H * H + 2 * T * B * H * V
-    flops_backward = 2 * T * B * H * H + 2 * T * B * V * H + 2 * H * H * T * B + 2 * H * V * T * B
-    fwd_cpu, fwd_wall = timed(forward, 20, args.rate_repeats)
-    all_cpu, all_wall = timed(both, 10, args.rate_repeats)
-    step_share = 2 * T * 2 * B * H * H / (flops_forward + flops_backward)
-    return {'forward_ms_wall': fwd_wall * 1e3, 'forward_ms_cpu': fwd_cpu * 1e3,
-            'forward_backward_ms_wall': all_wall * 1e3,
-            'forward_backward_ms_cpu': all_cpu * 1e3,
-            'product_gflop_per_minibatch': (flops_forward + flops_backward) / 1e9,
-            'step_product_share_of_flops': step_share,
-            'effective_gflops_cpu': (flops_forward + flops_backward) / all_cpu / 1e9,
-            'share_of_openblas_step_rate_cpu':
-                (flops_forward + flops_backward) / all_cpu / 1e9 / rates['openblas_gflops_cpu']}
+    flops_backward = (2 * T * B * H * H + 2 * T * B * V * H + 2 * H * H * T * B
+                      + 2 * H * V * T * B)
+    flops = flops_forward + flops_backward
+    native_s = out['fast-native']['forward_backward_ms_cpu'] / 1e3
+    fwd_s = min(c for c, _ in fwd)
+    out['native_products'] = {
+        'gflop_per_minibatch': flops / 1e9,
+        'forward_ms_cpu': fwd_s * 1e3,
+        'forward_gflops_cpu': flops_forward / fwd_s / 1e9,
+        'step_product_share_of_flops': 2 * T * 2 * B * H * H / flops,
+        'effective_gflops_cpu': flops / native_s / 1e9,
+        'share_of_openblas_step_rate_cpu':
+            flops / native_s / 1e9 / rates['openblas_gflops_cpu']}
+    out['fast-native / gluon-fused'] = (
+        out['gluon-fused']['forward_backward_ms_cpu']
+        / out['fast-native']['forward_backward_ms_cpu'])
+    return out
 
 
 def child(args):
@@ -283,7 +309,7 @@ def main(argv=None):
                                                       max_tokens=args.max_tokens)
     speed, ratios = measure_speed(args, train_iter, len(vocab))
     rates = product_rates(args)
-    breakdown = native_breakdown(args, len(vocab), rates)
+    breakdown = model_times(args, len(vocab), rates)
     load_after_speed = os.getloadavg()
     memory = measure_memory(args)
     report = {'machine': dict(machine(), load_average_at_start=list(load_start),
@@ -295,7 +321,7 @@ def main(argv=None):
                          'vocab_size': len(vocab), 'memory_epochs': args.epochs,
                          'quick': args.quick, 'native_library': str(native._loaded)},
               'speed': speed, 'ratios': ratios, 'product_rates': rates,
-              'native_breakdown': breakdown, 'memory': memory}
+              'model_times': breakdown, 'memory': memory}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + '\n')
     print(f"\n{report['machine']['cpu_model']}, load {load_start[0]:.1f} at start")
@@ -305,9 +331,14 @@ def main(argv=None):
               f"{memory[v]['ru_maxrss_mib']:.0f} MiB (+{memory[v]['peak_rss_growth_mib']:.0f})")
     for k, r in ratios.items():
         print(f"{k:28} {r['wall']:.2f}x wall, {r['cpu']:.2f}x CPU")
+    for v in VARIANTS:
+        print(f"{v:12} forward and backward alone: "
+              f"{breakdown[v]['forward_backward_ms_cpu']:.1f} ms CPU")
+    print(f"native / fused, forward and backward alone: "
+          f"{breakdown['fast-native / gluon-fused']:.2f}x")
     print(f"step product: OpenBLAS {rates['openblas_gflops_cpu']:.1f}, oneDNN "
           f"{rates['onednn_gflops_cpu']:.1f} GFLOP/s; native minibatch "
-          f"{breakdown['effective_gflops_cpu']:.1f} GFLOP/s")
+          f"{breakdown['native_products']['effective_gflops_cpu']:.1f} GFLOP/s")
     print(f'wrote {args.out}')
 
 
