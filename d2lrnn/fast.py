@@ -41,6 +41,10 @@ use it unchanged. What makes it fast, each step measured
    costs as much as the recurrence; the classic ``split``
    (``SliceChannel``) used here writes all the parts in one cheap
    operator, cheaper than one ``slice`` per step.
+7. **One native operator pair** (the default where it can be built):
+   ``csrc/rnn_op.cc`` runs all steps forward, and back, in two MXNet
+   operator calls per minibatch instead of several per step; see
+   ``d2lrnn.native``. ``native=False`` keeps the cached graphs above.
 
 The class is deliberately *not* a Gluon ``Block``: ``train_ch8`` would then
 re-initialise it and train it with a Gluon ``Trainer``. Its parameters are
@@ -303,10 +307,11 @@ class _RNNWithBPTT(autograd.Function):
     outlives its graph until Python's cyclic garbage collector runs, which
     can take many minibatches. Whatever it holds lives that long too. So
     the one large array it saves, all hidden states
-    (num_steps + 1, num_hiddens, batch_size), is dropped as soon as the
-    backward pass has used it; a second backward pass through the same
-    graph (``backward(retain_graph=True)`` twice) recomputes the states
-    from H0 and X instead.
+    ((num_steps + 1, num_hiddens, batch_size) from the Python graphs,
+    (num_steps + 1, batch_size, num_hiddens) from the native operators), is
+    dropped as soon as the backward pass has used it; a second backward
+    pass through the same graph (``backward(retain_graph=True)`` twice)
+    recomputes the states from H0 and X instead.
     """
 
     def __init__(self, forward_graph, backward_graph):
