@@ -246,8 +246,8 @@ def parse_args(argv):
                    help='tiny models on a few thousand characters (seconds; '
                         'for the tests)')
     p.add_argument('--merge', type=Path, metavar='JSON',
-                   help='copy the runs of the settings not run now from '
-                        'this earlier output (e.g. to rerun one setting)')
+                   help='keep the runs of this earlier output that this '
+                        'call does not redo (another setting, other seeds)')
     p.add_argument('--quiet', action='store_true')
     return p.parse_args(argv)
 
@@ -274,7 +274,7 @@ def main(argv=None):
                     'bench/relu_vs_tanh.py.',
         command=' '.join(['bench/relu_vs_tanh.py'] + list(
             sys.argv[1:] if argv is None else argv)),
-        tiny=args.tiny, seeds=args.seeds, activations=list(ACTIVATIONS),
+        tiny=args.tiny, activations=list(ACTIVATIONS),
         settings=dict(
             section=dict(
                 section, optimizer='sgd', iterator='sequential',
@@ -307,21 +307,34 @@ def main(argv=None):
                      load_average_at_start=list(os.getloadavg())),
         runs=[])
     if args.merge is not None:
+        # Keep the earlier runs that this call does not redo.
         earlier = json.loads(args.merge.read_text())
-        if earlier['tiny'] != args.tiny or earlier['seeds'] != args.seeds:
-            raise SystemExit(f'{args.merge} was run with other --tiny or '
-                             '--seeds; it cannot be merged')
-        kept = [s for s in earlier['settings_run'] if s not in args.settings]
-        out['runs'] = [r for r in earlier['runs'] if r['setting'] in kept]
-        for setting in kept:
+        if earlier['tiny'] != args.tiny:
+            raise SystemExit(f'{args.merge} was run with another --tiny; it '
+                             'cannot be merged')
+        out['runs'] = [r for r in earlier['runs']
+                       if not (r['setting'] in args.settings
+                               and r['seed'] in args.seeds)]
+        for setting in {r['setting'] for r in out['runs']}:
+            then = dict(earlier['settings'][setting], seeds=None)
+            if (setting in args.settings
+                    and then != dict(out['settings'][setting], seeds=None)):
+                raise SystemExit(f'{args.merge} ran {setting} with other '
+                                 'settings; it cannot be merged')
             out['settings'][setting] = earlier['settings'][setting]
-        out['settings_run'] = kept + args.settings
-        out['merged'] = dict(settings=kept, command=earlier['command'],
+        out['settings_run'] = [s for s in SETTINGS if s in args.settings
+                               or s in earlier['settings_run']]
+        out['merged'] = dict(runs=len(out['runs']),
+                             command=earlier['command'],
                              machine=earlier['machine'],
                              total_seconds=earlier.get('total_seconds'))
     start = time.perf_counter()
 
     def save():
+        for setting in out['settings_run']:  # the seeds each setting has run
+            out['settings'][setting]['seeds'] = sorted(
+                {r['seed'] for r in out['runs'] if r['setting'] == setting})
+        out['seeds'] = sorted({r['seed'] for r in out['runs']})
         out['summary'] = summary(out['runs'])
         out['total_seconds'] = time.perf_counter() - start
         out['machine']['load_average_at_end'] = list(os.getloadavg())
@@ -339,6 +352,8 @@ def main(argv=None):
                                       (train, valid, vocab), ctx, ev, log)
                 out['runs'].append(rec)
                 save()
+    out['runs'].sort(key=lambda r: (SETTINGS.index(r['setting']), r['seed'],
+                                    ACTIVATIONS.index(r['activation'])))
     save()
     log(f'{args.out} ({out["total_seconds"]:.0f} s)')
     return out
