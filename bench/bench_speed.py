@@ -93,7 +93,9 @@ def make_model(variant, vocab_size, num_hiddens):
     if variant == 'faithful':
         model = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
     elif variant.startswith('fast'):
-        model = FastRNNScratch(vocab_size, num_hiddens, CTX,
+        # native=False: the Python path these figures were measured on
+        # (bench_native.py measures the native operator)
+        model = FastRNNScratch(vocab_size, num_hiddens, CTX, native=False,
                                variant={'fast': 'bptt'}.get(variant, variant[5:]))
     else:
         raise ValueError(f'unknown variant {variant!r}: choose from {VARIANTS}.')

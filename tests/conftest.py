@@ -1,7 +1,16 @@
 """Shared fixtures: seeds, the CPU, and the section's data, loaded once."""
+import os
 import random
+import tempfile
 
 import pytest
+
+# The native operator (d2lrnn/native.py) is built once into a cache of the
+# tests' own, not the user's, and shared by every test process (notebook
+# kernels and CLI subprocesses inherit it); the build's lock keeps two
+# processes from compiling at once.
+os.environ.setdefault('D2LRNN_CACHE_DIR', os.path.join(
+    tempfile.gettempdir(), f'd2lrnn-test-cache-{os.getuid()}'))
 
 import d2lrnn  # first: it imports mxnet without mxnet's own DeprecationWarnings
 import mxnet as mx  # noqa: E402
@@ -36,3 +45,13 @@ def make_model(ctx):
         return d2lrnn.RNNModelScratch(vocab_size, num_hiddens, ctx, d2lrnn.get_params,
                                       d2lrnn.init_rnn_state, d2lrnn.rnn)
     return _make
+
+
+def pytest_sessionstart(session):
+    """Build the native operator before any test is timed (a no-op when the
+    cache has it); a failure is left to the tests that need it."""
+    from d2lrnn import native
+    try:
+        native.build()
+    except native.NativeBuildError:
+        pass
