@@ -53,37 +53,32 @@ from pathlib import Path  # noqa: E402
 import d2lrnn  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as onp  # noqa: E402
-from mxnet import autograd, gluon, init, np, npx  # noqa: E402
+from mxnet import autograd, gluon, np, npx  # noqa: E402
 
-from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, init_rnn_state,  # noqa: E402
-                    native, rnn, sgd, train_epoch_ch8)
+from d2lrnn import FastRNNScratch, native, train_epoch_ch8  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed import (RNNModelConcise, peak_rss_growth_mib,  # noqa: E402
-                         reset_peak_rss)
+import bench_speed  # noqa: E402
+from bench_speed import peak_rss_growth_mib, reset_peak_rss  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 VARIANTS = ('faithful', 'fast-python', 'fast-native', 'gluon-fused')
 CTX = npx.cpu()
-LR = 1
+
+
+# each variant as bench_speed.py makes it: (its name there, native)
+AS_IN_BENCH_SPEED = {'faithful': ('faithful', False),
+                     'fast-python': ('fast', False),
+                     'fast-native': ('fast', True),
+                     'gluon-fused': ('gluon', False)}
 
 
 def make_model(variant, vocab_size, num_hiddens):
     """A model and its updater, parameters drawn from MXNet's current seed."""
-    if variant == 'gluon-fused':
-        model = RNNModelConcise(vocab_size, num_hiddens)
-        model.initialize(init.Normal(0.01), ctx=CTX)
-        model.hybridize(static_alloc=True, static_shape=True)
-        trainer = gluon.Trainer(model.collect_params(), 'sgd', {'learning_rate': LR})
-        return model, trainer.step
-    if variant == 'faithful':
-        model = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
-    elif variant in ('fast-python', 'fast-native'):
-        model = FastRNNScratch(vocab_size, num_hiddens, CTX,
-                               native=variant == 'fast-native')
-    else:
+    if variant not in AS_IN_BENCH_SPEED:
         raise ValueError(f'unknown variant {variant!r}: choose from {VARIANTS}.')
-    return model, lambda batch_size: sgd(model.params, LR, batch_size)
+    name, native = AS_IN_BENCH_SPEED[variant]
+    return bench_speed.make_model(name, vocab_size, num_hiddens, native=native)
 
 
 def one_epoch(model, updater, train_iter, seed):

@@ -82,8 +82,11 @@ class RNNModelConcise(gluon.HybridBlock):
         return self.rnn.begin_state(batch_size=batch_size, ctx=ctx)
 
 
-def make_model(variant, vocab_size, num_hiddens):
-    """A model and its updater, parameters drawn from MXNet's current seed."""
+def make_model(variant, vocab_size, num_hiddens, native=False):
+    """A model and its updater, parameters drawn from MXNet's current seed.
+
+    `native` goes to ``FastRNNScratch`` (bench_native.py sets it).
+    """
     if variant == 'gluon':
         model = RNNModelConcise(vocab_size, num_hiddens)
         model.initialize(init.Normal(0.01), ctx=CTX)
@@ -93,9 +96,9 @@ def make_model(variant, vocab_size, num_hiddens):
     if variant == 'faithful':
         model = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
     elif variant.startswith('fast'):
-        # native=False: the Python path these figures were measured on
-        # (bench_native.py measures the native operator)
-        model = FastRNNScratch(vocab_size, num_hiddens, CTX, native=False,
+        # native=False by default: the Python path these figures were
+        # measured on (bench_native.py measures the native operator)
+        model = FastRNNScratch(vocab_size, num_hiddens, CTX, native=native,
                                variant={'fast': 'bptt'}.get(variant, variant[5:]))
     else:
         raise ValueError(f'unknown variant {variant!r}: choose from {VARIANTS}.')
