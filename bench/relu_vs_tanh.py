@@ -117,7 +117,7 @@ def hidden_stats(model, X, ctx):
                 spectral_W_hh=float(onp.linalg.norm(W_hh, 2)))
 
 
-def run_section(activation, seed, cfg, ctx, log):
+def run_section(activation, seed, cfg, ctx, log, native=None):
     best.seed_all(seed)
     train_iter, vocab = d2lrnn.load_data_time_machine(
         cfg['batch_size'], cfg['num_steps'], max_tokens=cfg['max_tokens'])
@@ -126,7 +126,7 @@ def run_section(activation, seed, cfg, ctx, log):
     probe = seq_data_iter_eval(unseen, cfg['batch_size'],
                                cfg['num_steps'])[0][0]
     model = d2lrnn.FastRNNScratch(len(vocab), cfg['num_hiddens'], ctx,
-                                  activation=activation)
+                                  activation=activation, native=native)
     bounds, hidden = [], [dict(epoch=0, **hidden_stats(model, probe, ctx))]
     timer = time.perf_counter()
 
@@ -149,6 +149,7 @@ def run_section(activation, seed, cfg, ctx, log):
     norms = rec['step_norm']
     return dict(
         setting='section', activation=activation, seed=seed,
+        native=bool(model.native),
         epoch=rec['epoch'], train_ppl=rec['train_ppl'],
         valid_epoch=rec['valid_epoch'], valid_ppl=rec['valid_ppl'],
         final_train_ppl=rec['train_ppl'][-1] if rec['train_ppl'] else None,
@@ -159,12 +160,12 @@ def run_section(activation, seed, cfg, ctx, log):
         hidden=hidden, seconds=time.perf_counter() - timer)
 
 
-def run_heldout(activation, seed, cfg, texts, ctx, ev, log):
+def run_heldout(activation, seed, cfg, texts, ctx, ev, log, native=None):
     train, valid, vocab = texts
     best.seed_all(seed)
     model = d2lrnn.FastRNNScratch(len(vocab), cfg['num_hiddens'], ctx,
                                   dropout=cfg['dropout'],
-                                  activation=activation)
+                                  activation=activation, native=native)
     if cfg['init'] == 'xavier':
         best.xavier_rescale(model.params)
     train_iter = d2lrnn.SeqDataLoader(cfg['batch_size'], cfg['num_steps'],
@@ -189,6 +190,7 @@ def run_heldout(activation, seed, cfg, texts, ctx, ev, log):
         bounds.append(len(rec['step_norm']))
     return dict(
         setting='heldout', activation=activation, seed=seed,
+        native=bool(model.native),
         epoch=rec['epoch'], train_ppl=rec['train_ppl'],
         valid_epoch=rec['epoch'], valid_ppl=rec['valid_ppl'],
         valid_ppl_raw=rec.get('valid_ppl_raw'), lr=rec['lr'],
@@ -248,6 +250,12 @@ def parse_args(argv):
     p.add_argument('--merge', type=Path, metavar='JSON',
                    help='keep the runs of this earlier output that this '
                         'call does not redo (another setting, other seeds)')
+    p.add_argument('--native', choices=('auto', 'on', 'off'), default='auto',
+                   help="FastRNNScratch's native operators: where they can "
+                        "be built (auto), required (on) or not used (off); "
+                        "the same function, not to the same bits, so a run "
+                        "repeats bit for bit only on the same path (each "
+                        "run records its own)")
     p.add_argument('--quiet', action='store_true')
     return p.parse_args(argv)
 
@@ -295,7 +303,7 @@ def main(argv=None):
                 eval_batch_size=ev[0], eval_num_steps=ev[1],
                 train_tokens=len(train), valid_tokens=len(valid),
                 trainer='d2lrnn.optim.fit')),
-        settings_run=args.settings,
+        settings_run=args.settings, native_option=args.native,
         hidden_probe='the first minibatch of the held-out text '
                      '(seq_data_iter_eval), read one step at a time from a '
                      'zero state; |H| over all steps, rows and units',
@@ -345,11 +353,14 @@ def main(argv=None):
         for seed in args.seeds:
             for activation in ACTIVATIONS:
                 log(f'{setting} {activation} seed {seed}')
+                native = dict(auto=None, on=True, off=False)[args.native]
                 if setting == 'section':
-                    rec = run_section(activation, seed, section, ctx, log)
+                    rec = run_section(activation, seed, section, ctx, log,
+                                      native)
                 else:
                     rec = run_heldout(activation, seed, heldout,
-                                      (train, valid, vocab), ctx, ev, log)
+                                      (train, valid, vocab), ctx, ev, log,
+                                      native)
                 out['runs'].append(rec)
                 save()
     out['runs'].sort(key=lambda r: (SETTINGS.index(r['setting']), r['seed'],

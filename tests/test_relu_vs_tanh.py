@@ -57,6 +57,7 @@ def check_run(run, epochs, theta):
     assert run['final_train_ppl'] == run['train_ppl'][-1]
     assert run['final_valid_ppl'] == run['valid_ppl'][-1]
     assert run['hidden'][0]['epoch'] == 0
+    assert isinstance(run['native'], bool)
     for h in run['hidden']:
         assert 0 <= h['zero_share'] <= 1 and 0 <= h['saturated_share'] <= 1
         assert 0 <= h['H_mean'] <= h['H_max'] and h['spectral_W_hh'] > 0
@@ -146,6 +147,7 @@ def test_merge_adds_seeds_and_a_seed_repeats_itself(tiny_run, script,
     result, out = tiny_run
     merged = script.main(['--tiny', '--quiet', '--seeds', '1',
                           '--settings', 'section', '--merge', str(out),
+                          '--native', 'auto',
                           '--out', str(tmp_path / 'm.json')])
     # the same seed gives the same run, bit for bit; the order is kept
     assert [(r['setting'], r['seed'], r['activation'])
@@ -171,6 +173,7 @@ def test_the_committed_results_are_complete():
             assert [r['seed'] for r in runs] == result['settings'][
                 setting]['seeds']
             for run in runs:
+                assert isinstance(run['native'], bool)
                 g = run['grad_norm']
                 assert all(0 <= s <= 1 for s in g['clipped_share'])
                 if run['diverged_at_step'] is None:
