@@ -151,7 +151,8 @@ build_book() {
 
 # pytest over the tests and notebooks given, in one process, with nbval.
 run_pytest() {
-  "$PY" -m pytest --nbval --nbval-current-env \
+  # --durations: the slowest tests, in the log, to see where the time goes
+  "$PY" -m pytest --nbval --nbval-current-env --durations=12 \
     --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1800 "$@"
 }
 
@@ -162,27 +163,35 @@ labelled() {
   "$@" 2>&1 | sed -u "s/^/[$label] /"
 }
 
-# The whole suite in two lanes, one per core (one thread each): the 500-epoch
-# chapter (and then the browser test, which checks the HTML built before)
-# under the first Python; beside it, everything else under the first Python,
-# then again under each Python in $@ (their venvs set up already). Fails if
-# either lane fails.
+# The whole suite in two lanes, one per core (one thread each), balanced:
+#   lane 1: the 500-epoch chapter and the browser test (which checks the HTML
+#           built before) under the first Python, then the other notebooks
+#           under each Python in $@;
+#   lane 2: the tests and the other notebooks under the first Python, then the
+#           tests under each Python in $@ (their venvs set up already).
+# Fails if either lane fails.
 run_lanes() {
-  local first_py=$PY v status=0 long rest
-  labelled "$PY_VER 500 epochs" run_pytest "$LONG_NOTEBOOK" tests/test_browser.py &
-  long=$!
+  local first_py=$PY v status=0 one two
+  (
+    labelled "$PY_VER 500 epochs" run_pytest "$LONG_NOTEBOOK" \
+      tests/test_browser.py
+    for v in "$@"; do
+      PY=$(venv_for "$v")/bin/python
+      labelled "$v notebooks" run_pytest book --ignore="$LONG_NOTEBOOK"
+    done
+  ) &
+  one=$!
   (
     labelled "$PY_VER" run_pytest tests book --ignore="$LONG_NOTEBOOK" \
       --ignore=tests/test_browser.py
     for v in "$@"; do
       PY=$(venv_for "$v")/bin/python
-      labelled "$v" run_pytest tests book --ignore="$LONG_NOTEBOOK" \
-        --ignore=tests/test_browser.py
+      labelled "$v tests" run_pytest tests --ignore=tests/test_browser.py
     done
   ) &
-  rest=$!
-  wait "$rest" || status=1
-  wait "$long" || status=1
+  two=$!
+  wait "$two" || status=1
+  wait "$one" || status=1
   PY=$first_py
   return "$status"
 }
@@ -216,6 +225,9 @@ case $cmd in
       done
     fi
     PY_VER=$first VENV=$first_venv PY=$first_py
+    # The native operator's cache for every test process, notebook kernels
+    # included (tests/conftest.py sets the same for a bare pytest).
+    export D2LRNN_CACHE_DIR=${D2LRNN_CACHE_DIR:-${TMPDIR:-/tmp}/d2lrnn-test-cache-$(id -u)}
     bash .ci/install-browser
     build_book
     run_lanes "${others[@]}"
