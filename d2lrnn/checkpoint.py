@@ -302,14 +302,15 @@ def load(directory):
     return Checkpoint(params, vocab, config, progress)
 
 
-def load_model(directory=SHIPPED_MODEL, ctx=None):
-    """(model, vocab) from a checkpoint: the shipped model by default.
+def load_model(directory=None, ctx=None):
+    """(model, vocab) from a checkpoint: the shipped model if `directory` is
+    None (``SHIPPED_MODEL``).
 
     The model is a ``FastRNNScratch`` on `ctx` (the CPU if None) holding
     the checkpoint's parameters; ``predict_ch8`` and
     ``evaluate_perplexity`` take it as they take the section's model.
     """
-    saved = load(directory)
+    saved = load(SHIPPED_MODEL if directory is None else directory)
     ctx = npx.cpu() if ctx is None else ctx
     model = FastRNNScratch(len(saved.vocab), saved.config['num_hiddens'],
                            ctx)
