@@ -302,21 +302,42 @@ def load(directory):
     return Checkpoint(params, vocab, config, progress)
 
 
+def new_model(vocab_size, num_hiddens, ctx):
+    """The one place that builds the model checkpoints are read into.
+
+    ``FastRNNScratch`` computes what ``RNNModelScratch(vocab_size,
+    num_hiddens, ctx, get_params, init_rnn_state, rnn)`` computes, with the
+    same five parameters in the same order, only faster; checkpoints hold
+    just those parameters, so either class reads the other's checkpoints.
+    """
+    return FastRNNScratch(vocab_size, num_hiddens, ctx)
+
+
+def set_params(model, params, ctx):
+    """Copy saved parameters (NumPy arrays by name) into the model, in place."""
+    for param, name in zip(model.params, PARAM_NAMES):
+        param[:] = np.array(params[name], ctx=ctx)
+
+
+def to_model(checkpoint, ctx):
+    """A model on `ctx` holding a loaded checkpoint's parameters."""
+    model = new_model(len(checkpoint.vocab), checkpoint.config['num_hiddens'],
+                      ctx)
+    set_params(model, checkpoint.params, ctx)
+    return model
+
+
 def load_model(directory=None, ctx=None):
     """(model, vocab) from a checkpoint: the shipped model if `directory` is
     None (``SHIPPED_MODEL``).
 
-    The model is a ``FastRNNScratch`` on `ctx` (the CPU if None) holding
-    the checkpoint's parameters; ``predict_ch8`` and
-    ``evaluate_perplexity`` take it as they take the section's model.
+    The model (``new_model``) is on `ctx` (the CPU if None);
+    ``predict_ch8`` and ``evaluate_perplexity`` take it as they take the
+    section's model.
     """
     saved = load(SHIPPED_MODEL if directory is None else directory)
     ctx = npx.cpu() if ctx is None else ctx
-    model = FastRNNScratch(len(saved.vocab), saved.config['num_hiddens'],
-                           ctx)
-    for param, name in zip(model.params, PARAM_NAMES):
-        param[:] = np.array(saved.params[name], ctx=ctx)
-    return model, saved.vocab
+    return to_model(saved, ctx), saved.vocab
 
 
 def _damaged(directory, what):

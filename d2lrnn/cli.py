@@ -52,7 +52,6 @@ from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, SeqDataLoader, Vocab,
                    check_corpus_length, check_sha1, clean, preprocess_lines,
                    tokenize)
 from .evaluate import evaluate_perplexity, seq_data_iter_eval, split_corpus
-from .fast import FastRNNScratch
 from .predict import predict_ch8
 from .train import sgd, train_epoch_ch8
 
@@ -87,37 +86,14 @@ class Interrupted(Exception):
 # ---------------------------------------------------------------- the model
 
 def make_model(vocab_size, num_hiddens, ctx):
-    """The one place that builds the model, so its class changes in one line.
-
-    ``FastRNNScratch`` computes what ``RNNModelScratch(vocab_size,
-    num_hiddens, ctx, get_params, init_rnn_state, rnn)`` computes, with the
-    same five parameters in the same order, only faster; checkpoints hold
-    just those parameters, so either class reads the other's checkpoints.
-    """
-    return FastRNNScratch(vocab_size, num_hiddens, ctx)
-
-
-def set_params(model, params, ctx):
-    """Copy saved parameters into the model's arrays, in place.
-
-    `params` holds NumPy arrays by name.
-    """
-    for param, name in zip(model.params, ckpt.PARAM_NAMES):
-        param[:] = np.array(params[name], ctx=ctx)
+    """A new model (``checkpoint.new_model``, the class checkpoints hold)."""
+    return ckpt.new_model(vocab_size, num_hiddens, ctx)
 
 
 def get_params_copy(model):
     """A CPU copy of the model's parameters by name, safe from training."""
     return {name: param.copy().as_in_ctx(npx.cpu())
             for name, param in zip(ckpt.PARAM_NAMES, model.params)}
-
-
-def model_from_checkpoint(checkpoint, ctx):
-    """A model on `ctx` holding the checkpoint's parameters."""
-    model = make_model(len(checkpoint.vocab),
-                       checkpoint.config['num_hiddens'], ctx)
-    set_params(model, checkpoint.params, ctx)
-    return model
 
 
 def choose_ctx(device):
@@ -945,7 +921,7 @@ def start_from(checkpoint, vocab, ctx, out):
     Returns (model, epochs done, history).
     """
     check_same_vocab(vocab, checkpoint.vocab, out)
-    model = model_from_checkpoint(checkpoint, ctx)
+    model = ckpt.to_model(checkpoint, ctx)
     restore_rng_state(checkpoint.progress.get('python_random'), out)
     return (model, checkpoint.progress['epoch'],
             list(checkpoint.progress['history']))
@@ -990,7 +966,7 @@ def cmd_generate(args):
     checkpoint = ckpt.load(args.checkpoint)
     prefix = read_prefix(args.prefix, checkpoint.vocab)
     ctx = choose_ctx(args.device)
-    model = WithoutUnk(model_from_checkpoint(checkpoint, ctx),
+    model = WithoutUnk(ckpt.to_model(checkpoint, ctx),
                        len(checkpoint.vocab), checkpoint.vocab.unk, ctx)
     alpha = 1.0 if args.alpha is None else args.alpha
     print(predict_ch8(prefix, args.n, model, checkpoint.vocab, ctx,
@@ -1048,7 +1024,7 @@ def cmd_evaluate(args):
         print(f'{PROG}: warning: {args.text} has characters the model never '
               f'saw, scored as <unk>: {"".join(unknown)!r}', file=sys.stderr)
     ctx = choose_ctx(args.device)
-    model = model_from_checkpoint(checkpoint, ctx)
+    model = ckpt.to_model(checkpoint, ctx)
     ppl = evaluate_perplexity(model, data, ctx)
     where = (f'{len(corpus)} characters' if scored is corpus else
              f'the last {len(scored)} of {len(corpus)} characters')

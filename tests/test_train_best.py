@@ -1,5 +1,4 @@
 """bench/train_best.py on a tiny configuration, and the checkpoint it ships."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,24 +12,16 @@ from d2lrnn import cli
 from d2lrnn.data import TIME_MACHINE
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / 'bench' / 'train_best.py'
 RESULTS = ROOT / 'bench' / 'results' / 'best_rnn.json'
 SHIPPED = ROOT / 'd2lrnn' / 'models' / 'time-machine-best'
 CTX = npx.cpu()
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location('train_best', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, bench_script):
     tmp = tmp_path_factory.mktemp('best')
     out, directory = tmp / 'best.json', tmp / 'ckpt'
-    result = load_script().main(['--tiny', '--quiet', '--seeds', '0', '1',
+    result = bench_script('train_best').main(['--tiny', '--quiet', '--seeds', '0', '1',
                                  '--out', str(out),
                                  '--checkpoint', str(directory)])
     return result, out, directory
@@ -58,7 +49,7 @@ def test_tiny_run_records_every_epoch_of_every_seed(tiny_run):
 
 
 def test_the_checkpoint_holds_the_best_epoch_and_the_cli_reads_it(
-        tiny_run, capsys):
+        tiny_run, capsys, bench_script):
     result, _, directory = tiny_run
     shipped = result['shipped']
     best = min(result['runs'], key=lambda r: r['best_valid_ppl'])
@@ -69,9 +60,9 @@ def test_the_checkpoint_holds_the_best_epoch_and_the_cli_reads_it(
     settings = result['settings']
     assert checkpoint.config['num_hiddens'] == settings['num_hiddens']
     # its parameters score the kept epoch's perplexity on the held-out text
-    script = load_script()
+    script = bench_script('train_best')
     _, valid, _, _ = script.load_texts(tiny=True)
-    model = cli.model_from_checkpoint(checkpoint, CTX)
+    model = ckpt.to_model(checkpoint, CTX)
     assert script.score(model, valid, CTX, script.TINY_EVAL) == pytest.approx(
         shipped['valid_ppl'], rel=1e-6)
     assert cli.main(['generate', '--checkpoint', str(directory), '--prefix',
@@ -94,7 +85,7 @@ def test_the_shipped_checkpoint_scores_what_the_results_say():
     corpus, vocab = d2lrnn.load_corpus_time_machine()
     assert checkpoint.vocab.idx_to_token == vocab.idx_to_token
     _, valid = d2lrnn.split_corpus(corpus, result['train_fraction'])
-    model = cli.model_from_checkpoint(checkpoint, CTX)
+    model = ckpt.to_model(checkpoint, CTX)
     ppl = d2lrnn.evaluate_perplexity(model, d2lrnn.seq_data_iter_eval(
         valid, result['eval_batch_size'], result['eval_num_steps']), CTX)
     assert ppl == pytest.approx(result['shipped']['valid_ppl'], rel=1e-5)
@@ -103,12 +94,12 @@ def test_the_shipped_checkpoint_scores_what_the_results_say():
     assert all(r['best_valid_ppl'] > 1 for r in result['runs']) and kn > 1
 
 
-def test_a_rerun_keeps_the_tuning_runs_of_the_file_it_replaces(tmp_path):
+def test_a_rerun_keeps_the_tuning_runs_of_the_file_it_replaces(tmp_path, bench_script):
     out = tmp_path / 'best.json'
     out.write_text(json.dumps({'sweep': [{'name': 'earlier', 'note': 'kept'}]}))
     args = ['--tiny', '--quiet', '--seeds', '0', '--no-baselines', '--out', str(out)]
     args[args.index('--tiny') + 1:args.index('--tiny') + 1] = ['--num-epochs', '1']
-    assert load_script().main(args)['sweep'] == [{'name': 'earlier', 'note': 'kept'}]
+    assert bench_script('train_best').main(args)['sweep'] == [{'name': 'earlier', 'note': 'kept'}]
     log = tmp_path / 'log.json'
     log.write_text(json.dumps([{'name': 'given'}]))
-    assert load_script().main(args + ['--sweep-log', str(log)])['sweep'] == [{'name': 'given'}]
+    assert bench_script('train_best').main(args + ['--sweep-log', str(log)])['sweep'] == [{'name': 'given'}]
