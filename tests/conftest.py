@@ -1,7 +1,9 @@
 """Shared fixtures: seeds, the CPU, and the section's data, loaded once."""
+import importlib.util
 import os
 import random
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +47,19 @@ def make_model(ctx):
         return d2lrnn.RNNModelScratch(vocab_size, num_hiddens, ctx, d2lrnn.get_params,
                                       d2lrnn.init_rnn_state, d2lrnn.rnn)
     return _make
+
+
+@pytest.fixture(scope='session')
+def bench_script():
+    """A loader of bench/NAME.py as a fresh module (the scripts are not a package)."""
+    bench = Path(__file__).resolve().parents[1] / 'bench'
+
+    def _load(name):
+        spec = importlib.util.spec_from_file_location(name, bench / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return _load
 
 
 def pytest_sessionstart(session):

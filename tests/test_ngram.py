@@ -1,5 +1,4 @@
 """Character n-gram count models (d2lrnn.ngram): distributions, hand-worked numbers, errors."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -195,11 +194,8 @@ def test_bad_scoring_input_raises():
         NGramLM(2, 3).probs([1])
 
 
-def test_baselines_script_writes_its_json(tmp_path):
-    path = Path(__file__).resolve().parent.parent / 'bench' / 'baselines.py'
-    spec = importlib.util.spec_from_file_location('baselines', path)
-    baselines = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(baselines)
+def test_baselines_script_writes_its_json(tmp_path, bench_script):
+    baselines = bench_script('baselines')
     out = tmp_path / 'baselines.json'
     baselines.main(['--orders', '1', '2', '--ks', '0.5', '--out', str(out)])
     report = json.loads(out.read_text())

@@ -1,5 +1,4 @@
 """bench/relu_vs_tanh.py on a tiny configuration, and its committed results."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -7,21 +6,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / 'bench' / 'relu_vs_tanh.py'
 RESULTS = ROOT / 'bench' / 'results' / 'relu_vs_tanh.json'
 SEEDS = [0, 1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location('relu_vs_tanh', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def script():
-    return load_script()
+def script(bench_script):
+    return bench_script('relu_vs_tanh')
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,4 @@
 """bench/sweep_perplexity.py runs end to end on a tiny configuration (a few seconds)."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -8,13 +7,6 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / 'bench' / 'sweep_perplexity.py'
 COMMITTED = SCRIPT.parent / 'results' / 'sweep_perplexity.json'
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('sweep_perplexity', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_layout(result):
@@ -38,9 +30,9 @@ def check_layout(result):
         assert sample['sampled'].startswith(sample['prefix'])
 
 
-def test_tiny_sweep(tmp_path):
+def test_tiny_sweep(tmp_path, bench_script):
     out = tmp_path / 'sweep.json'
-    result = load_script().main(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out),
+    result = bench_script('sweep_perplexity').main(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out),
                                  '--model-dir', str(tmp_path / 'models')])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r['name'] for r in result['runs']] == ['base', 'hidden8', 'small']
@@ -50,21 +42,21 @@ def test_tiny_sweep(tmp_path):
     assert result['cross_book']['war_of_the_worlds_run']['num_hiddens'] == best['num_hiddens']
 
 
-def test_tiny_sweep_is_repeatable(tmp_path):
+def test_tiny_sweep_is_repeatable(tmp_path, bench_script):
     args = ['--tiny', '--quiet', '--model', 'scratch', '--only', 'base',
             '--model-dir', str(tmp_path / 'models')]
-    a = load_script().main(args + ['--out', str(tmp_path / 'a.json')])
-    b = load_script().main(args + ['--out', str(tmp_path / 'b.json')])
+    a = bench_script('sweep_perplexity').main(args + ['--out', str(tmp_path / 'a.json')])
+    b = bench_script('sweep_perplexity').main(args + ['--out', str(tmp_path / 'b.json')])
     assert a['runs'][0]['valid_ppl'] == b['runs'][0]['valid_ppl']
     # --resume keeps the finished run (its saved parameters give the same cross-book scores).
-    c = load_script().main(args + ['--out', str(tmp_path / 'a.json'), '--resume'])
+    c = bench_script('sweep_perplexity').main(args + ['--out', str(tmp_path / 'a.json'), '--resume'])
     assert c['runs'][0] == a['runs'][0]
     assert c['cross_book']['perplexity'] == a['cross_book']['perplexity']
 
 
-def test_unknown_run_name(tmp_path):
+def test_unknown_run_name(tmp_path, bench_script):
     with pytest.raises(SystemExit):
-        load_script().main(['--tiny', '--only', 'nonsense', '--out', str(tmp_path / 'x.json')])
+        bench_script('sweep_perplexity').main(['--tiny', '--only', 'nonsense', '--out', str(tmp_path / 'x.json')])
 
 
 @pytest.mark.skipif(not COMMITTED.exists(), reason='the full sweep has not been committed yet')
