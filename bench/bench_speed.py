@@ -27,7 +27,9 @@ loops) does not.
 
 ``--long`` trains faithful and fast for 500 epochs from each of ``--seeds``
 (two subprocesses at a time, one per core) and writes results/long_run.json,
-which later runs copy into their JSON. One seed is not enough to compare
+which later runs copy into their JSON. With ``--against fast-native`` the second
+model is FastRNNScratch on the native operators of d2lrnn/csrc/rnn_op.cc
+instead, and the results go to results/long_run_native.json. One seed is not enough to compare
 perplexities after 500 epochs: at lr 1 training is chaotic, so float32
 rounding differences (1e-7) grow until the two runs' loss spikes fall on
 different epochs. The JSON therefore holds every seed's curve and a summary:
@@ -36,6 +38,7 @@ means over seeds, the spread, and the epoch where each pair parted.
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py          # or: bash dev.sh bench
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py --quick --out /tmp/s.json
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/bench_speed.py --long --seeds 0 1 2 3 4
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py --long --against fast-native --seeds 0 1 2 3 4
 """
 import argparse
 import datetime
@@ -59,6 +62,8 @@ from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, init_rnn_state,
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / 'results'
 VARIANTS = ('faithful', 'fast', 'fast-hybrid', 'fast-imperative', 'gluon')
+# what --long can set against the faithful model, and the JSON each one writes
+LONG_AGAINST = {'fast': 'long_run.json', 'fast-native': 'long_run_native.json'}
 CTX = npx.cpu()
 LR = 1
 LONG_EPOCHS = 500
@@ -95,6 +100,8 @@ def make_model(variant, vocab_size, num_hiddens, native=False):
         return model, trainer.step
     if variant == 'faithful':
         model = RNNModelScratch(vocab_size, num_hiddens, CTX, get_params, init_rnn_state, rnn)
+    elif variant == 'fast-native':  # fails if the operators cannot be built
+        model = FastRNNScratch(vocab_size, num_hiddens, CTX, native=True)
     elif variant.startswith('fast'):
         # native=False by default: the Python path these figures were
         # measured on (bench_native.py measures the native operator)
@@ -331,8 +338,9 @@ def print_table(report):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--repeats', type=int, default=7, help='speed repeats (default 7)')
-    p.add_argument('--epochs', type=int, default=10,
-                   help='epochs for the perplexity and memory runs (default 10)')
+    p.add_argument('--epochs', type=int, default=None,
+                   help=f'epochs for the perplexity and memory runs (default 10), '
+                        f'or of --long (default {LONG_EPOCHS})')
     p.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
     p.add_argument('--num-hiddens', type=int, default=512)
     p.add_argument('--batch-size', type=int, default=32)
@@ -341,8 +349,12 @@ def parse_args(argv=None):
     p.add_argument('--quick', action='store_true',
                    help='a smoke run in seconds: 2 repeats, 1 epoch, 64 hidden units, 2,000 tokens')
     p.add_argument('--long', action='store_true',
-                   help=f'train faithful and fast for {LONG_EPOCHS} epochs from each of --seeds; '
-                        'write results/long_run.json')
+                   help=f'train faithful and fast (or --against) for --epochs ({LONG_EPOCHS}) '
+                        'epochs from each of --seeds; write results/long_run.json')
+    p.add_argument('--against', choices=list(LONG_AGAINST), default='fast',
+                   help='--long: the model trained beside the faithful one (default fast, '
+                        'the Python path; fast-native: the native operators, written to '
+                        'results/long_run_native.json)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0],
                    help='seeds for --long (default 0)')
     p.add_argument('--jobs', type=int, default=2,
@@ -351,10 +363,13 @@ def parse_args(argv=None):
                    help='only copy results/long_run.json into the existing speed JSON')
     p.add_argument('--out', type=Path, default=None,
                    help='the JSON to write (default results/speed.json, or long_run.json)')
-    p.add_argument('--child', choices=VARIANTS + ('onednn-runtime',), help=argparse.SUPPRESS)
+    p.add_argument('--child', choices=VARIANTS + ('fast-native', 'onednn-runtime'),
+                   help=argparse.SUPPRESS)
     p.add_argument('--progress', type=Path, help=argparse.SUPPRESS)
     p.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = LONG_EPOCHS if args.long else 10
     if args.quick:
         args.repeats, args.epochs, args.num_hiddens, args.max_tokens = 2, 1, 64, 2000
     if len(set(args.seeds)) != len(args.seeds):
@@ -366,12 +381,15 @@ def parse_args(argv=None):
 
 
 def main_long(args):
-    """500 epochs of faithful and fast from every seed; write the curves and their summary."""
-    out = args.out or RESULTS / 'long_run.json'
-    progress_path(out, 'fast', 0).parent.mkdir(parents=True, exist_ok=True)
-    runs = run_children(args, ['faithful', 'fast'], LONG_EPOCHS, seeds=args.seeds,
+    """--epochs (500) of faithful and args.against from every seed; write the curves and
+    their summary."""
+    out = args.out or RESULTS / LONG_AGAINST[args.against]
+    progress_path(out, args.against, 0).parent.mkdir(parents=True, exist_ok=True)
+    runs = run_children(args, ['faithful', args.against], args.epochs, seeds=args.seeds,
                         jobs=args.jobs, progress=out)
-    report = {'machine': machine(), 'config': dict(config(args, epochs=LONG_EPOCHS), seeds=args.seeds),
+    report = {'machine': machine(),
+              'config': dict(config(args), seeds=args.seeds,
+                             variants=['faithful', args.against]),
               'runs': runs, 'summary': summarise_long(runs)}
     write(out, report)
     print_long(report)
@@ -381,7 +399,8 @@ def summarise_long(runs, agree=1e-5, parted=1e-3, last=50):
     """Per variant: final perplexities, their mean and spread, the mean of the last `last`
     epochs; per seed: the difference at the end, for how many epochs the two runs agree
     within `agree` (relative: float32 rounding), and the first epoch where they differ by
-    more than `parted`."""
+    more than `parted`. `runs`: {'faithful': [...], other: [...]}, the same seeds."""
+    other, = (v for v in runs if v != 'faithful')
     summary = {}
     for v, rs in runs.items():
         finals = [r['perplexity'] for r in rs]
@@ -391,13 +410,13 @@ def summarise_long(runs, agree=1e-5, parted=1e-3, last=50):
                       'min_final': min(finals), 'max_final': max(finals),
                       f'mean_last_{last}': tails, f'mean_of_mean_last_{last}': statistics.fmean(tails)}
     pairs = []
-    for a, b in zip(runs['faithful'], runs['fast']):
+    for a, b in zip(runs['faithful'], runs[other]):
         gaps = [abs(x - y) / x for x, y in zip(a['perplexities'], b['perplexities'])]
         pairs.append({'seed': a['seed'], 'difference_final': abs(a['perplexity'] - b['perplexity']),
                       'agreed_for_epochs': next((i for i, g in enumerate(gaps) if g > agree), len(gaps)),
                       'parted_at_epoch': next((i + 1 for i, g in enumerate(gaps) if g > parted), None)})
     summary['pairs'] = pairs
-    summary['difference_of_means'] = abs(summary['fast']['mean_final'] - summary['faithful']['mean_final'])
+    summary['difference_of_means'] = abs(summary[other]['mean_final'] - summary['faithful']['mean_final'])
     summary['agree'], summary['parted'], summary['last'] = agree, parted, last
     return summary
 
@@ -405,9 +424,9 @@ def summarise_long(runs, agree=1e-5, parted=1e-3, last=50):
 def print_long(report):
     s = report['summary']
     print(f"after {report['config']['epochs']} epochs, seeds {report['config']['seeds']}:")
-    for v in ('faithful', 'fast'):
+    for v in report['runs']:
         sd = s[v]['sd_final']
-        print(f"  {v:9} " + ' '.join(f'{p:.4f}' for p in s[v]['final'])
+        print(f"  {v:11} " + ' '.join(f'{p:.4f}' for p in s[v]['final'])
               + f"   mean {s[v]['mean_final']:.4f}" + (f' sd {sd:.4f}' if sd is not None else ''))
     print(f"  difference of the means: {s['difference_of_means']:.4f}; parted at epochs "
           + ', '.join(str(p['parted_at_epoch']) for p in s['pairs']))

@@ -37,32 +37,36 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
     assert report['long_run'] is None
 
 
-def test_long_run_on_several_seeds_summarises_every_pair(tmp_path):
+@pytest.mark.parametrize('against', ['fast', 'fast-native'])
+def test_long_run_on_several_seeds_summarises_every_pair(tmp_path, against):
     out = tmp_path / 'long.json'
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    subprocess.run([sys.executable, str(BENCH), '--long', '--seeds', '3', '5', '--num-hiddens', '8',
+    epochs = 80  # enough for some pairs to part (500 in the real study)
+    subprocess.run([sys.executable, str(BENCH), '--long', '--against', against,
+                    '--epochs', str(epochs), '--seeds', '3', '5', '--num-hiddens', '8',
                     '--max-tokens', '1200', '--out', str(out)],
                    check=True, env=env, timeout=600, stdout=subprocess.DEVNULL)
     report = json.loads(out.read_text())
-    assert report['config']['seeds'] == [3, 5] and report['config']['epochs'] == 500
+    assert report['config']['seeds'] == [3, 5] and report['config']['epochs'] == epochs
+    assert report['config']['variants'] == ['faithful', against]
     summary = report['summary']
-    for v in ('faithful', 'fast'):
+    for v in ('faithful', against):
         runs = report['runs'][v]
         assert [r['seed'] for r in runs] == [3, 5]
-        assert all(len(r['perplexities']) == 500 for r in runs)
+        assert all(len(r['perplexities']) == epochs for r in runs)
         assert summary[v]['final'] == [r['perplexity'] for r in runs]
         assert summary[v]['mean_final'] == pytest.approx(sum(summary[v]['final']) / 2)
     # different seeds start from different parameters
     assert report['runs']['faithful'][0]['perplexities'][0] != report['runs']['faithful'][1]['perplexities'][0]
     assert summary['difference_of_means'] == pytest.approx(
-        abs(summary['fast']['mean_final'] - summary['faithful']['mean_final']))
-    for pair, a, b in zip(summary['pairs'], report['runs']['faithful'], report['runs']['fast']):
+        abs(summary[against]['mean_final'] - summary['faithful']['mean_final']))
+    for pair, a, b in zip(summary['pairs'], report['runs']['faithful'], report['runs'][against]):
         assert pair['seed'] == a['seed'] == b['seed']
         assert pair['difference_final'] == pytest.approx(abs(a['perplexity'] - b['perplexity']))
         gaps = [abs(x - y) / x for x, y in zip(a['perplexities'], b['perplexities'])]
         assert pair['agreed_for_epochs'] >= 1  # the same mathematics: the first epoch agrees
         assert all(g <= 1e-5 for g in gaps[:pair['agreed_for_epochs']])
-        assert pair['agreed_for_epochs'] == 500 or gaps[pair['agreed_for_epochs']] > 1e-5
+        assert pair['agreed_for_epochs'] == epochs or gaps[pair['agreed_for_epochs']] > 1e-5
         parted = [g > 1e-3 for g in gaps]
         assert pair['parted_at_epoch'] == (parted.index(True) + 1 if any(parted) else None)
 
