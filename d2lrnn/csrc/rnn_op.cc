@@ -46,7 +46,6 @@ void gemm(bool ta, bool tb, int m, int n, int k, const float* a,
 // packed once per minibatch into panels of 16 columns, (Hd / 16, Hd, 16),
 // and each 6 x 16 block of the result stays in registers over all of K
 // (bench/bench_native.py measures the operators' rate against sgemm's).
-typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 const int kPanel = 16;
 
 // Bp (N / 16, K, 16) from B (K, N), or from B^T given as (N, K)
@@ -63,18 +62,37 @@ void pack_panels(const float* W, int K, int N, bool transposed, float* Bp) {
   }
 }
 
-// C[0:R, 0:16] += A[0:R, :] P, P one panel (K, 16); R <= 6 rows
-template <int R>
-inline void micro(const float* A, int K, const float* P, float* C, int ldc) {
-  v8 acc0[R], acc1[R];
+// Vec<W>::type: W floats in one register. The attributes (unaligned, may
+// alias) must sit on a typedef made here: GCC drops them from a type passed
+// as a template argument, and an aligned load at an unaligned address faults.
+// With AVX-512 (-march=native on such a CPU) a 16-wide register holds a whole
+// row of a panel, and each 6 x 32 block of the result, from two adjacent
+// panels, stays in 12 of the 32 registers; each element of C still adds its
+// K products in the same order, so the results are those of the 8-wide kernel.
+template <int W> struct Vec;
+template <> struct Vec<8> {
+  typedef float type __attribute__((vector_size(32), aligned(4), may_alias));
+};
+template <> struct Vec<16> {
+  typedef float type __attribute__((vector_size(64), aligned(4), may_alias));
+};
+
+// C[0:R, 0:2W] += A[0:R, :] [B0 B1]: B0 and B1 are the two halves of one
+// panel (W = 8) or two adjacent panels (W = 16), their rows kPanel floats
+// apart. R <= 6 rows.
+template <int W, int R>
+inline void micro(const float* A, int K, const float* B0, const float* B1,
+                  float* C, int ldc) {
+  typedef typename Vec<W>::type V;
+  V acc0[R], acc1[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    acc0[r] = *reinterpret_cast<const v8*>(C + r * ldc);
-    acc1[r] = *reinterpret_cast<const v8*>(C + r * ldc + 8);
+    acc0[r] = *reinterpret_cast<const V*>(C + r * ldc);
+    acc1[r] = *reinterpret_cast<const V*>(C + r * ldc + W);
   }
   for (int k = 0; k < K; ++k) {
-    const v8 b0 = *reinterpret_cast<const v8*>(P + k * kPanel);
-    const v8 b1 = *reinterpret_cast<const v8*>(P + k * kPanel + 8);
+    const V b0 = *reinterpret_cast<const V*>(B0 + k * kPanel);
+    const V b1 = *reinterpret_cast<const V*>(B1 + k * kPanel);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const float a = A[r * K + k];
@@ -84,89 +102,43 @@ inline void micro(const float* A, int K, const float* P, float* C, int ldc) {
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    *reinterpret_cast<v8*>(C + r * ldc) = acc0[r];
-    *reinterpret_cast<v8*>(C + r * ldc + 8) = acc1[r];
+    *reinterpret_cast<V*>(C + r * ldc) = acc0[r];
+    *reinterpret_cast<V*>(C + r * ldc + W) = acc1[r];
   }
 }
 
-#if defined(__AVX512F__)
-// With AVX-512 (-march=native on such a CPU) a register holds a whole row of
-// a panel, and each 6 x 32 block of the result, from two adjacent panels,
-// stays in 12 of the 32 registers. Each element of C still adds its K
-// products in the same order, so the results are those of the 8-wide kernel.
-typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
-
-// C[0:R, 0:32] += A[0:R, :] [P0 P1], two panels (K, 16); R <= 6 rows
-template <int R>
-inline void micro2(const float* A, int K, const float* P0, const float* P1,
-                   float* C, int ldc) {
-  v16 acc0[R], acc1[R];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    acc0[r] = *reinterpret_cast<const v16*>(C + r * ldc);
-    acc1[r] = *reinterpret_cast<const v16*>(C + r * ldc + kPanel);
-  }
-  for (int k = 0; k < K; ++k) {
-    const v16 b0 = *reinterpret_cast<const v16*>(P0 + k * kPanel);
-    const v16 b1 = *reinterpret_cast<const v16*>(P1 + k * kPanel);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const float a = A[r * K + k];
-      acc0[r] += a * b0;
-      acc1[r] += a * b1;
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    *reinterpret_cast<v16*>(C + r * ldc) = acc0[r];
-    *reinterpret_cast<v16*>(C + r * ldc + kPanel) = acc1[r];
-  }
-}
-
-// C[0:M, 0:32] += A P for two adjacent panels, in blocks of 6 rows
-void panel_pair(int M, int N, int K, const float* A, const float* P0,
-                const float* P1, float* C) {
+// C[0:M, 0:2W] += A [B0 B1] (as micro), in blocks of 6 rows
+template <int W>
+void row_blocks(int M, int N, int K, const float* A, const float* B0,
+                const float* B1, float* C) {
   for (int i = 0; i < M; i += 6) {
     const float* Ai = A + static_cast<int64_t>(i) * K;
     float* Ci = C + static_cast<int64_t>(i) * N;
     switch (std::min(6, M - i)) {
-      case 6: micro2<6>(Ai, K, P0, P1, Ci, N); break;
-      case 5: micro2<5>(Ai, K, P0, P1, Ci, N); break;
-      case 4: micro2<4>(Ai, K, P0, P1, Ci, N); break;
-      case 3: micro2<3>(Ai, K, P0, P1, Ci, N); break;
-      case 2: micro2<2>(Ai, K, P0, P1, Ci, N); break;
-      default: micro2<1>(Ai, K, P0, P1, Ci, N); break;
+      case 6: micro<W, 6>(Ai, K, B0, B1, Ci, N); break;
+      case 5: micro<W, 5>(Ai, K, B0, B1, Ci, N); break;
+      case 4: micro<W, 4>(Ai, K, B0, B1, Ci, N); break;
+      case 3: micro<W, 3>(Ai, K, B0, B1, Ci, N); break;
+      case 2: micro<W, 2>(Ai, K, B0, B1, Ci, N); break;
+      default: micro<W, 1>(Ai, K, B0, B1, Ci, N); break;
     }
   }
 }
-#endif
 
 // C (M, N) += A (M, K) B, B packed by pack_panels; N a multiple of 16
 void gemm_packed(int M, int N, int K, const float* A, const float* Bp,
                  float* C) {
+  const int64_t panel = static_cast<int64_t>(K) * kPanel;
   int jp = 0;
 #if defined(__AVX512F__)
   for (; jp + 2 <= N / kPanel; jp += 2) {
-    const float* P0 = Bp + static_cast<int64_t>(jp) * K * kPanel;
-    const float* P1 = P0 + static_cast<int64_t>(K) * kPanel;
-    panel_pair(M, N, K, A, P0, P1, C + jp * kPanel);
+    const float* P = Bp + jp * panel;
+    row_blocks<16>(M, N, K, A, P, P + panel, C + jp * kPanel);
   }
 #endif
   for (; jp < N / kPanel; ++jp) {
-    const float* P = Bp + static_cast<int64_t>(jp) * K * kPanel;
-    float* Cp = C + jp * kPanel;
-    int i = 0;
-    for (; i + 6 <= M; i += 6) micro<6>(A + i * K, K, P, Cp + i * N, N);
-    const float* Ai = A + i * K;
-    float* Ci = Cp + i * N;
-    switch (M - i) {
-      case 5: micro<5>(Ai, K, P, Ci, N); break;
-      case 4: micro<4>(Ai, K, P, Ci, N); break;
-      case 3: micro<3>(Ai, K, P, Ci, N); break;
-      case 2: micro<2>(Ai, K, P, Ci, N); break;
-      case 1: micro<1>(Ai, K, P, Ci, N); break;
-      default: break;
-    }
+    const float* P = Bp + jp * panel;
+    row_blocks<8>(M, N, K, A, P, P + 8, C + jp * kPanel);
   }
 }
 
