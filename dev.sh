@@ -164,9 +164,9 @@ labelled() {
 }
 
 # The whole suite in two lanes, one per core (one thread each), balanced
-# (on a 2-core EPYC the chapter took about 35 min beside the other lane, and
-# the tests and notebooks 15.5 min under 3.11 and 16 under 3.12; on a 2-core
-# Xeon all of it is about three times as fast):
+# (measured on a 2-core AMD EPYC: the chapter about 35 min beside the other
+# lane, the tests and notebooks 15.5 min under 3.11 and 16 under 3.12; on a
+# 2-core Xeon with AVX-512: 15, 4 and 3.5 min, the browser test 1):
 #   lane 1: the 500-epoch chapter under the first Python;
 #   lane 2: the tests and the other notebooks under the first Python, then the
 #           same under each Python in $@ (their venvs set up already), then
