@@ -27,9 +27,10 @@ loops) does not.
 
 ``--long`` trains faithful and fast for 500 epochs from each of ``--seeds``
 (two subprocesses at a time, one per core) and writes results/long_run.json,
-which later runs copy into their JSON. With ``--against fast-native`` the second
-model is FastRNNScratch on the native operators of d2lrnn/csrc/rnn_op.cc
-instead, and the results go to results/long_run_native.json. One seed is not enough to compare
+which later runs copy into their JSON. With ``--against fast-native`` the
+second model is FastRNNScratch on the native operators of
+d2lrnn/csrc/rnn_op.cc instead, and the results go to
+results/long_run_native.json. One seed is not enough to compare
 perplexities after 500 epochs: at lr 1 training is chaotic, so float32
 rounding differences (1e-7) grow until the two runs' loss spikes fall on
 different epochs. The JSON therefore holds every seed's curve and a summary:
