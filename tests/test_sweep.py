@@ -9,6 +9,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / 'bench' / 'sweep_perplexity.py'
 COMMITTED = SCRIPT.parent / 'results' / 'sweep_perplexity.json'
 
 
+@pytest.fixture(scope='module')
+def sweep(bench_script):
+    """The script's main, from a freshly loaded module at every call."""
+    return lambda argv: bench_script('sweep_perplexity').main(argv)
+
+
 def check_layout(result):
     assert result['runs'], 'no run recorded'
     for run in result['runs']:
@@ -30,10 +36,10 @@ def check_layout(result):
         assert sample['sampled'].startswith(sample['prefix'])
 
 
-def test_tiny_sweep(tmp_path, bench_script):
+def test_tiny_sweep(tmp_path, sweep):
     out = tmp_path / 'sweep.json'
-    result = bench_script('sweep_perplexity').main(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out),
-                                 '--model-dir', str(tmp_path / 'models')])
+    result = sweep(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out),
+                    '--model-dir', str(tmp_path / 'models')])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [r['name'] for r in result['runs']] == ['base', 'hidden8', 'small']
     check_layout(result)
@@ -42,21 +48,21 @@ def test_tiny_sweep(tmp_path, bench_script):
     assert result['cross_book']['war_of_the_worlds_run']['num_hiddens'] == best['num_hiddens']
 
 
-def test_tiny_sweep_is_repeatable(tmp_path, bench_script):
+def test_tiny_sweep_is_repeatable(tmp_path, sweep):
     args = ['--tiny', '--quiet', '--model', 'scratch', '--only', 'base',
             '--model-dir', str(tmp_path / 'models')]
-    a = bench_script('sweep_perplexity').main(args + ['--out', str(tmp_path / 'a.json')])
-    b = bench_script('sweep_perplexity').main(args + ['--out', str(tmp_path / 'b.json')])
+    a = sweep(args + ['--out', str(tmp_path / 'a.json')])
+    b = sweep(args + ['--out', str(tmp_path / 'b.json')])
     assert a['runs'][0]['valid_ppl'] == b['runs'][0]['valid_ppl']
     # --resume keeps the finished run (its saved parameters give the same cross-book scores).
-    c = bench_script('sweep_perplexity').main(args + ['--out', str(tmp_path / 'a.json'), '--resume'])
+    c = sweep(args + ['--out', str(tmp_path / 'a.json'), '--resume'])
     assert c['runs'][0] == a['runs'][0]
     assert c['cross_book']['perplexity'] == a['cross_book']['perplexity']
 
 
-def test_unknown_run_name(tmp_path, bench_script):
+def test_unknown_run_name(tmp_path, sweep):
     with pytest.raises(SystemExit):
-        bench_script('sweep_perplexity').main(['--tiny', '--only', 'nonsense', '--out', str(tmp_path / 'x.json')])
+        sweep(['--tiny', '--only', 'nonsense', '--out', str(tmp_path / 'x.json')])
 
 
 @pytest.mark.skipif(not COMMITTED.exists(), reason='the full sweep has not been committed yet')

@@ -18,12 +18,17 @@ CTX = npx.cpu()
 
 
 @pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory, bench_script):
+def train_best(bench_script):
+    """The script's main, from a freshly loaded module at every call."""
+    return lambda argv: bench_script('train_best').main(argv)
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory, train_best):
     tmp = tmp_path_factory.mktemp('best')
     out, directory = tmp / 'best.json', tmp / 'ckpt'
-    result = bench_script('train_best').main(['--tiny', '--quiet', '--seeds', '0', '1',
-                                 '--out', str(out),
-                                 '--checkpoint', str(directory)])
+    result = train_best(['--tiny', '--quiet', '--seeds', '0', '1',
+                         '--out', str(out), '--checkpoint', str(directory)])
     return result, out, directory
 
 
@@ -94,12 +99,12 @@ def test_the_shipped_checkpoint_scores_what_the_results_say():
     assert all(r['best_valid_ppl'] > 1 for r in result['runs']) and kn > 1
 
 
-def test_a_rerun_keeps_the_tuning_runs_of_the_file_it_replaces(tmp_path, bench_script):
+def test_a_rerun_keeps_the_tuning_runs_of_the_file_it_replaces(tmp_path, train_best):
     out = tmp_path / 'best.json'
     out.write_text(json.dumps({'sweep': [{'name': 'earlier', 'note': 'kept'}]}))
     args = ['--tiny', '--quiet', '--seeds', '0', '--no-baselines', '--out', str(out)]
     args[args.index('--tiny') + 1:args.index('--tiny') + 1] = ['--num-epochs', '1']
-    assert bench_script('train_best').main(args)['sweep'] == [{'name': 'earlier', 'note': 'kept'}]
+    assert train_best(args)['sweep'] == [{'name': 'earlier', 'note': 'kept'}]
     log = tmp_path / 'log.json'
     log.write_text(json.dumps([{'name': 'given'}]))
-    assert bench_script('train_best').main(args + ['--sweep-log', str(log)])['sweep'] == [{'name': 'given'}]
+    assert train_best(args + ['--sweep-log', str(log)])['sweep'] == [{'name': 'given'}]
