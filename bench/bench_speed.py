@@ -363,7 +363,8 @@ def parse_args(argv=None):
     p.add_argument('--merge-long', action='store_true',
                    help='only copy results/long_run.json into the existing speed JSON')
     p.add_argument('--out', type=Path, default=None,
-                   help='the JSON to write (default results/speed.json, or long_run.json)')
+                   help='the JSON to write (default results/speed.json; with --long, '
+                        'long_run.json or long_run_native.json)')
     p.add_argument('--child', choices=VARIANTS + ('fast-native', 'onednn-runtime'),
                    help=argparse.SUPPRESS)
     p.add_argument('--progress', type=Path, help=argparse.SUPPRESS)
@@ -433,10 +434,10 @@ def print_long(report):
           + ', '.join(str(p['parted_at_epoch']) for p in s['pairs']))
 
 
-def config(args, epochs=None):
+def config(args):
     return {'batch_size': args.batch_size, 'num_steps': args.num_steps,
             'num_hiddens': args.num_hiddens, 'max_tokens': args.max_tokens, 'lr': LR,
-            'repeats': args.repeats, 'epochs': epochs or args.epochs,
+            'repeats': args.repeats, 'epochs': args.epochs,
             'variants': list(args.variants), 'quick': args.quick}
 
 
