@@ -45,8 +45,8 @@ ROLES = {'params': '.params', 'vocab': '.json', 'config': '.json',
 _OWN_FILE = re.compile(
     r'^(params|vocab|config|progress)-[0-9a-f]{16}\.(params|json)$')
 _TEMP_PREFIX = '.d2lrnn-tmp-'
-# The model the package ships: bench/train_best.py's best run, trained on the
-# first 90% of The Time Machine (its figures: bench/results/best_rnn.json).
+# The model the package ships: experiments/train_best.py's best run, trained on the
+# first 90% of The Time Machine (its figures: experiments/results/best_rnn.json).
 SHIPPED_MODEL = Path(__file__).resolve().parent / 'models' / 'time-machine-best'
 
 

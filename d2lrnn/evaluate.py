@@ -34,6 +34,34 @@ def split_corpus(corpus, train_fraction=0.9):
     return train, valid
 
 
+def split_train_valid_test(corpus, valid_fraction=0.1, test_fraction=0.1):
+    """Cut `corpus` into contiguous (training, validation, test) ids.
+
+    The book's protocol for every held-out figure: choose settings, epochs
+    and count-model orders on the validation part, report once on the test
+    part. With the defaults the parts are 80/10/10 and the test part is
+    exactly what ``split_corpus(corpus, 0.9)`` holds out (and ``d2lrnn
+    evaluate --val-fraction 0.1`` scores)::
+
+        corpus: |<------ training ------>|<- validation ->|<- test ->|
+    """
+    if not (0 < valid_fraction and 0 < test_fraction
+            and valid_fraction + test_fraction < 1):
+        raise ValueError(
+            'valid_fraction and test_fraction must be positive and sum to '
+            f'less than 1, got {valid_fraction!r} and {test_fraction!r}.')
+    rest, test = split_corpus(corpus, 1 - test_fraction)
+    # On the whole corpus's length, not the rest's; rounded first, so that
+    # 1 - 0.3 - 0.2 (0.4999...) cuts 10 tokens at 5, not 4.
+    cut = int(round(len(corpus) * (1 - test_fraction - valid_fraction), 6))
+    train, valid = rest[:cut], rest[cut:]
+    if not train or not valid:
+        raise ValueError(
+            f'a corpus of {len(corpus)} tokens is too short to split into '
+            'three non-empty parts.')
+    return train, valid, test
+
+
 def seq_data_iter_eval(corpus, batch_size, num_steps):
     """Sequential minibatches from the first token, no random offset.
 

@@ -51,11 +51,14 @@ def make_model(ctx):
 
 @pytest.fixture(scope='session')
 def bench_script():
-    """A loader of bench/NAME.py as a fresh module (the scripts are not a package)."""
-    bench = Path(__file__).resolve().parents[1] / 'bench'
+    """A loader of experiments/NAME.py or bench/NAME.py as a fresh module
+    (the scripts are not a package)."""
+    root = Path(__file__).resolve().parents[1]
 
     def _load(name):
-        spec = importlib.util.spec_from_file_location(name, bench / f'{name}.py')
+        path = next(p for p in (root / 'experiments' / f'{name}.py',
+                                root / 'bench' / f'{name}.py') if p.exists())
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

@@ -27,6 +27,24 @@ def test_split_corpus_refuses_an_empty_part(corpus, fraction):
         d2lrnn.split_corpus(corpus, fraction)
 
 
+def test_three_way_split_is_contiguous_80_10_10_and_its_test_part_is_the_last_tenth():
+    corpus = list(range(171489))
+    train, valid, test = d2lrnn.split_train_valid_test(corpus)
+    assert train + valid + test == corpus
+    assert (len(train), len(valid), len(test)) == (137191, 17149, 17149)
+    assert test == d2lrnn.split_corpus(corpus, 0.9)[1]
+    train, valid, test = d2lrnn.split_train_valid_test(list(range(10)), 0.2, 0.3)
+    assert (train, valid, test) == ([0, 1, 2, 3, 4], [5, 6], [7, 8, 9])
+
+
+@pytest.mark.parametrize('valid, test', [(0, 0.1), (0.1, 0), (0.5, 0.5), (-0.1, 0.2)])
+def test_three_way_split_refuses_fractions_that_leave_a_part_empty(valid, test):
+    with pytest.raises(ValueError, match='sum to less than 1'):
+        d2lrnn.split_train_valid_test(list(range(100)), valid, test)
+    with pytest.raises(ValueError, match='too short'):
+        d2lrnn.split_train_valid_test([1, 2], 0.25, 0.25)
+
+
 def test_eval_iterator_is_sequential_from_the_first_token_and_repeatable():
     corpus = list(range(100))
     batches = d2lrnn.seq_data_iter_eval(corpus, 3, 5)

@@ -1,4 +1,4 @@
-"""bench/relu_vs_tanh.py on a tiny configuration, and its committed results."""
+"""experiments/relu_vs_tanh.py on a tiny configuration, and its committed results."""
 import json
 import math
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / 'bench' / 'results' / 'relu_vs_tanh.json'
+RESULTS = ROOT / 'experiments' / 'results' / 'relu_vs_tanh.json'
 SEEDS = [0, 1]
 
 

@@ -1,11 +1,11 @@
-"""bench/sweep_perplexity.py runs end to end on a tiny configuration (a few seconds)."""
+"""experiments/sweep_perplexity.py runs end to end on a tiny configuration (a few seconds)."""
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'bench' / 'sweep_perplexity.py'
+SCRIPT = Path(__file__).resolve().parents[1] / 'experiments' / 'sweep_perplexity.py'
 COMMITTED = SCRIPT.parent / 'results' / 'sweep_perplexity.json'
 
 

@@ -1,4 +1,4 @@
-"""bench/train_best.py on a tiny configuration, and the checkpoint it ships."""
+"""experiments/train_best.py on a tiny configuration, and the checkpoint it ships."""
 import json
 import math
 from pathlib import Path
@@ -12,7 +12,7 @@ from d2lrnn import cli
 from d2lrnn.data import TIME_MACHINE
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / 'bench' / 'results' / 'best_rnn.json'
+RESULTS = ROOT / 'experiments' / 'results' / 'best_rnn.json'
 SHIPPED = ROOT / 'd2lrnn' / 'models' / 'time-machine-best'
 CTX = npx.cpu()
 

@@ -11,9 +11,9 @@ models scored on The War of the Worlds too. ``--checkpoint DIR`` writes the
 best seed's best epoch in the package's checkpoint format, which
 ``d2lrnn generate`` and ``d2lrnn evaluate`` read.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/train_best.py \\
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/train_best.py \\
         --checkpoint d2lrnn/models/time-machine-best
-    .venv/bin/python bench/train_best.py --tiny --out /tmp/b.json   # seconds
+    .venv/bin/python experiments/train_best.py --tiny --out /tmp/b.json   # seconds
 """
 import argparse
 import hashlib
@@ -198,7 +198,7 @@ def write_checkpoint(directory, model, vocab, cfg, rec, args):
                   use_random_iter=False, max_tokens=-1,
                   val_fraction=round(1 - TRAIN_FRACTION, 10), text=None,
                   text_sha256=hashlib.sha256(raw).hexdigest(),
-                  optimizer='adam', trained_by='bench/train_best.py',
+                  optimizer='adam', trained_by='experiments/train_best.py',
                   tiny=args.tiny)
     best = rec['best_epoch']
     history = [{'epoch': e, 'perplexity': p, 'val_perplexity': v}
@@ -251,8 +251,8 @@ def main(argv=None):
         description='The best scratch RNN (FastRNNScratch, tanh) on the first '
                     '90% of The Time Machine, scored on the last 10% after '
                     'every epoch; best epoch kept. Written by '
-                    'bench/train_best.py.',
-        command=' '.join(['bench/train_best.py'] + list(
+                    'experiments/train_best.py.',
+        command=' '.join(['experiments/train_best.py'] + list(
             sys.argv[1:] if argv is None else argv)),
         settings=cfg, seeds=args.seeds, train_fraction=TRAIN_FRACTION,
         eval_batch_size=ev[0], eval_num_steps=ev[1],

@@ -18,7 +18,7 @@ ones before it in that text. add-k is reported for every k of the grid: picking
 the k that does best on the held-out text would tune it on the test data and
 flatter it. About 13 s of CPU time (orders 1 to 8, four smoothings, 64 fits):
 
-    nice -n 10 .venv/bin/python bench/baselines.py --out bench/results/baselines.json
+    nice -n 10 .venv/bin/python experiments/baselines.py --out experiments/results/baselines.json
 """
 import argparse
 import json
@@ -155,8 +155,8 @@ def main(argv=None):
     report = {
         'description': "Character n-gram count models on the RNN's tokens: perplexity and "
                        'bits per character on text they were not fitted on. Written by '
-                       'bench/baselines.py.',
-        'command': 'bench/baselines.py ' + ' '.join(sys.argv[1:] if argv is None else argv),
+                       'experiments/baselines.py.',
+        'command': 'experiments/baselines.py ' + ' '.join(sys.argv[1:] if argv is None else argv),
         'vocab_size': len(vocab),
         'orders': args.orders,
         'add_k': args.ks,

@@ -7,8 +7,8 @@ models on both books. Everything goes to one JSON file that the notebook
 book/exercises/ex2-perplexity.ipynb reads; it is rewritten after every run,
 so a stopped sweep keeps what it finished.
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/sweep_perplexity.py
-    .venv/bin/python bench/sweep_perplexity.py --tiny --out /tmp/s.json   # seconds, for tests
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python experiments/sweep_perplexity.py
+    .venv/bin/python experiments/sweep_perplexity.py --tiny --out /tmp/s.json   # seconds, for tests
 """
 import argparse
 import hashlib
@@ -156,8 +156,8 @@ def main(argv=None):
     wotw_train, wotw_valid, wotw_vocab = load('war_of_the_worlds')
     out = dict(
         description='Exercise 2 sweep: character RNNs trained on the first 90% of a book, '
-                    'perplexity on the last 10%. Written by bench/sweep_perplexity.py.',
-        command=' '.join(['bench/sweep_perplexity.py'] + (argv if argv is not None else sys.argv[1:])),
+                    'perplexity on the last 10%. Written by experiments/sweep_perplexity.py.',
+        command=' '.join(['experiments/sweep_perplexity.py'] + (argv if argv is not None else sys.argv[1:])),
         model=model_name, seed=args.seed, train_fraction=TRAIN_FRACTION,
         eval_batch_size=EVAL_BATCH, eval_num_steps=EVAL_STEPS, clip_theta=1, base=base,
         python=platform.python_version(), threads_note='OMP_NUM_THREADS=1 on CPU',

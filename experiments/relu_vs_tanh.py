@@ -10,7 +10,7 @@ initial parameters and the same minibatches):
   minibatches (``experiments.train_run``). The characters 10,000 to 20,000,
   which the model never trains on, are scored every ``--eval-every`` epochs
   and at the end.
-* ``heldout``: the recipe of ``bench/train_best.py`` (Adam with a cosine
+* ``heldout``: the recipe of ``experiments/train_best.py`` (Adam with a cosine
   schedule, dropout, clipping, a moving average of the parameters;
   ``d2lrnn.optim.fit``) on the first 90% of the book, scored on the last
   10% after every epoch, but for ``--heldout-epochs`` epochs only (10 by
@@ -25,8 +25,8 @@ beyond 0.99) on the first held-out minibatch, with the largest singular
 value of W_hh, at every scoring. The results are written after every run,
 so a run cut short keeps the finished ones.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/relu_vs_tanh.py
-    .venv/bin/python bench/relu_vs_tanh.py --tiny --out /tmp/r.json  # seconds
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/relu_vs_tanh.py
+    .venv/bin/python experiments/relu_vs_tanh.py --tiny --out /tmp/r.json  # seconds
 """
 import argparse
 import importlib.util
@@ -53,7 +53,7 @@ BASELINES = ROOT / 'results' / 'baselines.json'
 
 
 def _load_train_best():
-    """bench/train_best.py as a module (its recipe and helpers)."""
+    """experiments/train_best.py as a module (its recipe and helpers)."""
     spec = importlib.util.spec_from_file_location('train_best',
                                                   ROOT / 'train_best.py')
     module = importlib.util.module_from_spec(spec)
@@ -279,8 +279,8 @@ def main(argv=None):
     out = dict(
         description='ReLU against tanh in FastRNNScratch (exercise 6), '
                     'several seeds each, in two settings. Written by '
-                    'bench/relu_vs_tanh.py.',
-        command=' '.join(['bench/relu_vs_tanh.py'] + list(
+                    'experiments/relu_vs_tanh.py.',
+        command=' '.join(['experiments/relu_vs_tanh.py'] + list(
             sys.argv[1:] if argv is None else argv)),
         tiny=args.tiny, activations=list(ACTIVATIONS),
         settings=dict(
@@ -294,7 +294,7 @@ def main(argv=None):
                            ' (never trained on)',
                 trainer='d2lrnn.experiments.train_run'),
             heldout=dict(
-                heldout, optimizer='adam', recipe='bench/train_best.py RECIPE',
+                heldout, optimizer='adam', recipe='experiments/train_best.py RECIPE',
                 recipe_epochs=best.RECIPE['num_epochs'],
                 note=f'{heldout["num_epochs"]} epochs instead of the '
                      f'recipe\'s {best.RECIPE["num_epochs"]} (time budget); '
