@@ -27,6 +27,8 @@ from .ngram import NGramLM, ngram_perplexity
 from .optim import Adam, ParamAverage, bits_per_char, cosine_schedule
 from .plot import Animator
 from .predict import predict_ch8
+from .pretrained import load_model
+from . import checkpoint  # noqa: F401  d2lrnn.checkpoint.load(...)
 from . import results  # noqa: F401  the committed results, for the book
 from .train import (ProgressLog, grad_clipping, sgd, train_ch8,
                     train_epoch_ch8)
