@@ -14,14 +14,14 @@ the first progress bar, or to the end for ``evaluate``, which has none):
 - ``evaluate`` of that model on the whole text: the text is scored
   minibatch by minibatch, so it should cost about as little as the first;
 - with ``--all-megabytes M``, also ``train --max-tokens all --epochs 1`` on
-  a text of M MB: what training on a whole text costs per character, the
-  figure ``d2lrnn train`` checks the available memory against
-  (``d2lrnn.cli.config.TRAIN_BYTES_PER_CHAR``).
+  a text of M MB, without and with a validation part: what training on a
+  whole text costs per character, the figure ``d2lrnn train`` checks the
+  available memory against (``d2lrnn.cli.config.TRAIN_BYTES_PER_CHAR``).
 
 The difference from the run on The Time Machine is what the large text
 costs; divided by its characters, the bytes per character.
 
-Run (about two minutes):
+Run (about two minutes; five with ``--all-megabytes 20``):
 ``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_memory.py``.
 The figures depend on the machine; no test times them.
 """
@@ -95,7 +95,10 @@ def measure(*args):
 
 
 def report(name, base, large, chars):
-    """Print one command's figures, and what the large text costs."""
+    """Print one command's figures, and what the large text costs.
+
+    `chars`: the large file's size (ASCII: one byte per character).
+    """
     (base_peak, base_ready), (peak, ready) = base, large
     extra = max(peak - base_peak, 0)
     print(f'{name}\n'
@@ -103,7 +106,8 @@ def report(name, base, large, chars):
           f'  {chars / 1e6:.0f} M characters: peak {peak:.0f} MB, '
           f'{ready:.1f} s\n'
           f'  the large text costs {extra:.0f} MB more '
-          f'({extra * 2 ** 20 / chars:.2f} bytes per character) and '
+          f'({extra * 2 ** 20 / chars:.2f} bytes per character of the file) '
+          'and '
           f'{ready - base_ready:.1f} s more')
 
 
@@ -139,6 +143,13 @@ def main():
                             '--out', tmp / 'all-big')
             report('train --max-tokens all (every character kept)',
                    all_base, large, whole.stat().st_size)
+            # The training and validation parts are copies of the ids.
+            held = ['--val-fraction', '0.1']
+            base = measure('train', *ALL, *held, '--out', tmp / 'val-small')
+            large = measure('train', *ALL, *held, '--text', whole,
+                            '--out', tmp / 'val-big')
+            report('train --max-tokens all --val-fraction 0.1', base, large,
+                   whole.stat().st_size)
 
 
 if __name__ == '__main__':

@@ -118,17 +118,18 @@ class _Stream:
 
     def __init__(self, pieces):
         self.pieces = iter(pieces)
-        self.buffer = onp.zeros(0, dtype=onp.int64)
+        self.buffer = None  # of the pieces' dtype, once one is read
 
     def take(self, size, step):
         """The next `size` ids; the stream then moves on by `step`."""
-        while len(self.buffer) < size:
+        while self.buffer is None or len(self.buffer) < size:
             piece = next(self.pieces, None)
             if piece is None:
+                have = 0 if self.buffer is None else len(self.buffer)
                 raise ValueError(f'read_ids yielded fewer ids than asked for '
-                                 f'(at least {size - len(self.buffer)} '
-                                 'more).')
-            self.buffer = onp.concatenate([self.buffer, piece])
+                                 f'(at least {size - have} more).')
+            self.buffer = (piece if self.buffer is None
+                           else onp.concatenate([self.buffer, piece]))
         ids = self.buffer[:size]
         self.buffer = self.buffer[step:]
         return ids

@@ -30,12 +30,14 @@ import numpy as onp
 from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, Vocab, check_sha1,
                    preprocess_lines)
 
-CHUNK_BYTES = 1 << 20  # read at a time when scanning
-READ_BYTES = 1 << 16  # read at a time by a TextReader, per stretch
+# Read at a time when scanning; a TextReader starts reading a stretch about
+# this far before its first character at most.
+CHUNK_BYTES = 1 << 18
+READ_BYTES = 1 << 14  # read at a time by a TextReader, per stretch
 # A text holding more NUL bytes than this share of its first bytes is
 # UTF-16 or binary: as UTF-8 its NULs would read as spaces.
 MAX_NUL_SHARE = 0.25
-NUL_SNIFF_BYTES = 64  # the share is judged once this many bytes are read
+NUL_SNIFF_BYTES = 64  # fewer bytes read are judged as if this many
 
 
 class TextFileError(ValueError):
@@ -76,9 +78,14 @@ class ScannedText:
 
 
 def id_table(vocab):
-    """Each byte value's id in `vocab` (``vocab.unk`` if it is no token)."""
+    """Each byte value's id in `vocab` (``vocab.unk`` if it is no token).
+
+    In the smallest integers that hold every id (one byte for the book's
+    28 tokens): a stretch of ids takes no more memory than its text.
+    """
     return onp.array([vocab.token_to_idx.get(chr(byte), vocab.unk)
-                      for byte in range(256)], dtype=onp.int64)
+                      for byte in range(256)],
+                     dtype=onp.min_scalar_type(len(vocab) - 1))
 
 
 def scan_text(path, max_tokens, keep=True):

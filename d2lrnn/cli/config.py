@@ -54,9 +54,10 @@ MAX_ARRAY_SIZE = 2 ** 31 - 1  # numbers per array in MXNet's usual build
 PARAM_COPIES = 4
 # Memory a run takes per character it trains on: the ids as a list, the
 # training and validation parts cut from it, the minibatch arrays of an
-# epoch. bench/bench_memory.py --all-megabytes 20 measures 33 on an AMD
-# EPYC; rounded up, for what the measurement does not see.
-TRAIN_BYTES_PER_CHAR = 40
+# epoch. On 20 MB, bench/bench_memory.py measures 23 bytes per character
+# of the file without a validation part and 33 with --val-fraction 0.1
+# (AMD EPYC); the larger, rounded up.
+TRAIN_BYTES_PER_CHAR = 36
 MEMINFO = Path('/proc/meminfo')
 CGROUP = Path('/sys/fs/cgroup')  # a container's memory limit, if any
 
