@@ -100,7 +100,7 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
 
 
 def check_finite_loss(l, i):
-    """Raise ``FloatingPointError`` unless minibatch `i`'s loss is finite."""
+    """Raise ``FloatingPointError`` unless the loss `l` is finite."""
     if not math.isfinite(float(l)):
         raise FloatingPointError(
             f'the loss became {float(l)} at minibatch {i + 1}: training '

@@ -12,6 +12,7 @@ and says why in one line on stderr.
 """
 import functools
 import math
+import os
 import subprocess
 import sys
 import time
@@ -52,9 +53,12 @@ def _run_one_operation(ctx):
 
 def _gpu_name(i):
     """The GPU's name and compute capability from nvidia-smi, or ''."""
+    # nvidia-smi numbers all GPUs; CUDA, only those CUDA_VISIBLE_DEVICES lists.
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',')
+    gpu_id = visible[i].strip() if i < len(visible) and visible[i] else i
     try:
         out = subprocess.run(
-            ['nvidia-smi', f'--id={i}', '--format=csv,noheader',
+            ['nvidia-smi', f'--id={gpu_id}', '--format=csv,noheader',
              '--query-gpu=name,compute_cap'],
             capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):

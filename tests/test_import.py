@@ -1,9 +1,18 @@
 """Importing d2lrnn, and plotting outside a notebook, print nothing at all; on
-Python 3.12 MXNet works however it is imported (d2lrnn/_compat.py)."""
+Python 3.12 MXNet works however it is imported (d2lrnn/_compat.py); try_gpu
+falls back from a GPU that cannot run MXNet's kernels in one line."""
 import os
 import subprocess
 import sys
 import types
+
+import mxnet as mx
+import pytest
+from mxnet import npx
+from mxnet.base import MXNetError
+
+import d2lrnn
+from d2lrnn import utils
 
 
 def run_quietly(code):
@@ -111,14 +120,6 @@ def test_d2l_reference_imports_so_its_comparisons_run():
 
 # --- try_gpu: a GPU that MXNet reports must also run its kernels ---
 
-import mxnet as mx  # noqa: E402
-import pytest  # noqa: E402
-from mxnet import npx  # noqa: E402
-from mxnet.base import MXNetError  # noqa: E402
-
-import d2lrnn  # noqa: E402
-from d2lrnn import utils  # noqa: E402
-
 # What MXNet 1.9.1's CUDA wheels (kernels for compute capability 5.0-8.6, no
 # PTX) say on a Hopper GPU when the first kernel runs.
 HOPPER = ('Traceback (most recent call last):\n'
@@ -186,3 +187,24 @@ def test_the_operation_really_runs_on_the_gpu(gpus, capsys):
 def test_try_gpu_refuses_an_index_that_is_not_a_count(i):
     with pytest.raises(ValueError, match=f'i must be an integer >= 0, got {i!r}'):
         d2lrnn.try_gpu(i)
+
+
+def test_the_gpu_is_named_by_nvidia_smi_as_cuda_numbers_it(monkeypatch):
+    asked = []
+
+    def nvidia_smi(cmd, **kwargs):
+        asked.append(cmd[1])
+        return subprocess.CompletedProcess(cmd, 0, stdout='NVIDIA H100 80GB HBM3, 9.0\n')
+
+    monkeypatch.setattr(utils.subprocess, 'run', nvidia_smi)
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,GPU-5e1f')
+    assert utils._gpu_name(1) == 'NVIDIA H100 80GB HBM3, compute capability 9.0'
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES')
+    utils._gpu_name(1)
+    assert asked == ['--id=GPU-5e1f', '--id=1']
+
+    def missing(cmd, **kwargs):
+        raise FileNotFoundError(cmd[0])
+
+    monkeypatch.setattr(utils.subprocess, 'run', missing)
+    assert utils._gpu_name(0) == ''
