@@ -30,7 +30,7 @@ from mxnet import gluon, np
 
 from .data import check_positive, check_positive_number
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
-from .experiments import train_epoch
+from .train import train_epoch
 from .utils import Timer
 
 
