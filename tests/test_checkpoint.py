@@ -330,6 +330,45 @@ def test_a_file_too_large_to_read_into_memory_is_said_to_be(saved, monkeypatch):
     assert 'does not fit in the memory here: manifest.json' in str(error)
 
 
+def generate(directory):
+    """`python -m d2lrnn generate --checkpoint DIRECTORY`: the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', 'd2lrnn', 'generate', '--checkpoint',
+                           str(directory), '--prefix', 'ab', '--device', 'cpu'],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def declare_huge_params(directory):
+    set_declared_size(directory, 'params', 2 ** 63)
+
+
+def declare_huge_vocab(directory):
+    set_declared_size(directory, 'vocab', 10 ** 30)
+
+
+def declare_terabyte_params(directory):
+    set_declared_size(directory, 'params', 2 ** 40)
+
+
+def store_int32_params(directory):
+    params = small_checkpoint().params
+    rewrite_params(directory, {name: array.astype('int32') for name, array in params.items()})
+
+
+@pytest.mark.parametrize('damage, message', [
+    (declare_huge_params, 'params-'),
+    (declare_huge_vocab, 'vocab-'),
+    (declare_terabyte_params, '1,099,511,627,776 bytes; no params file of d2lrnn'),
+    (store_int32_params, 'W_xh holds int32, not float32'),
+])
+def test_the_command_line_refuses_a_hostile_checkpoint_in_one_line(saved, damage, message):
+    damage(saved)
+    result = generate(saved)
+    assert result.returncode == 1 and result.stdout == ''
+    assert result.stderr.startswith(f'd2lrnn: error: the checkpoint in {saved} is damaged (')
+    assert message in result.stderr and result.stderr.count('\n') == 1, result.stderr
+
+
 def test_a_params_file_mxnet_cannot_parse_is_refused_without_its_traceback(saved):
     entry = manifest_entry(saved, 'params')
     data = b'not mxnet at all' * 10
@@ -459,6 +498,7 @@ def test_a_file_the_user_may_not_open_is_said_to_be_so(saved, monkeypatch):
 
 def test_the_shipped_model_loads_and_scores_what_its_results_say():
     """The committed checkpoint is the one experiments/results/best_rnn.json describes."""
+    from pathlib import Path
 
     from mxnet import npx
 
@@ -471,44 +511,3 @@ def test_the_shipped_model_loads_and_scores_what_its_results_say():
     ppl = evaluate_perplexity(model, seq_data_iter_eval(valid, 32, 35), npx.cpu())
     assert abs(ppl - results['shipped']['valid_ppl']) < 1e-3
     assert ppl < results['baselines']['ngram']['kneser-ney']['3']['valid_ppl']
-
-
-# ---------------------------------------------------------------- the command line
-
-def generate(directory):
-    """`python -m d2lrnn generate --checkpoint DIRECTORY`: the CompletedProcess."""
-    return subprocess.run([sys.executable, '-m', 'd2lrnn', 'generate', '--checkpoint',
-                           str(directory), '--prefix', 'ab', '--device', 'cpu'],
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
-
-
-def declare_huge_params(directory):
-    set_declared_size(directory, 'params', 2 ** 63)
-
-
-def declare_huge_vocab(directory):
-    set_declared_size(directory, 'vocab', 10 ** 30)
-
-
-def declare_terabyte_params(directory):
-    set_declared_size(directory, 'params', 2 ** 40)
-
-
-def store_int32_params(directory):
-    params = small_checkpoint().params
-    rewrite_params(directory, {name: array.astype('int32') for name, array in params.items()})
-
-
-@pytest.mark.parametrize('damage, message', [
-    (declare_huge_params, 'params-'),
-    (declare_huge_vocab, 'vocab-'),
-    (declare_terabyte_params, '1,099,511,627,776 bytes; no params file of d2lrnn'),
-    (store_int32_params, 'W_xh holds int32, not float32'),
-])
-def test_the_command_line_refuses_a_hostile_checkpoint_in_one_line(saved, damage, message):
-    damage(saved)
-    result = generate(saved)
-    assert result.returncode == 1 and result.stdout == ''
-    assert result.stderr.startswith(f'd2lrnn: error: the checkpoint in {saved} is damaged (')
-    assert message in result.stderr and result.stderr.count('\n') == 1, result.stderr

@@ -152,69 +152,6 @@ def test_a_longer_context_helps_on_a_repetitive_text():
     assert perplexities[0] > 3.5 and perplexities[1] < 1.2
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(order=0, vocab_size=3), 'order must be an integer >= 1'),
-    (dict(order=2.0, vocab_size=3), 'order must be an integer >= 1'),
-    (dict(order=True, vocab_size=3), 'order must be an integer >= 1'),
-    (dict(order=2, vocab_size=0), 'vocab_size must be an integer >= 1'),
-    (dict(order=2, vocab_size=3, smoothing='laplace'), 'unknown smoothing'),
-    (dict(order=2, vocab_size=3, smoothing='add-k', k=0), 'k must be a finite number > 0'),
-    (dict(order=2, vocab_size=3, smoothing='add-k', k=-1), 'k must be a finite number > 0'),
-    (dict(order=2, vocab_size=3, smoothing='add-k', k=float('nan')), 'k must be'),
-    (dict(order=2, vocab_size=3, discount=0), r'discount must lie in \(0, 1\]'),
-    (dict(order=2, vocab_size=3, discount=1.5), r'discount must lie in \(0, 1\]'),
-])
-def test_bad_settings_raise(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        NGramLM(**kwargs)
-
-
-@pytest.mark.parametrize('ids, match', [
-    ([], 'ids is empty'),
-    ([1, 3, 2], r'ids\[1\] = 3 is not a token id of a vocabulary of 3'),
-    ([1, -1], r'ids\[1\] = -1 is not a token id'),
-    ([1.0, 2.0], 'integer token ids'),
-    (['a', 'b'], 'integer token ids'),
-    ([[1, 2], [2, 1]], 'flat sequence'),
-])
-def test_bad_training_text_raises(ids, match):
-    with pytest.raises(ValueError, match=match):
-        NGramLM(2, 3).fit(ids)
-
-
-def test_bad_scoring_input_raises():
-    model = NGramLM(2, 3).fit(TEXT)
-    with pytest.raises(ValueError, match='has only 1 token.*at least 2'):
-        model.perplexity([1])
-    with pytest.raises(ValueError, match='ids is empty'):
-        model.log_probs([])
-    with pytest.raises(ValueError, match=r'context\[0\] = 7 is not a token id'):
-        model.probs([7])
-    with pytest.raises(ValueError, match='ids is empty'):
-        ngram_perplexity([], TEXT, 3, 2)
-    with pytest.raises(RuntimeError, match='call fit'):
-        NGramLM(2, 3).probs([1])
-
-
-def test_baselines_script_writes_its_json(tmp_path, bench_script):
-    baselines = bench_script('baselines')
-    out = tmp_path / 'baselines.json'
-    baselines.main(['--orders', '1', '2', '--ks', '0.5', '--out', str(out)])
-    report = json.loads(out.read_text())
-    assert report['vocab_size'] == 28 and report['machine']['cpu_model'] is not None
-    for setting, (fit, tests) in baselines.SETTINGS.items():
-        assert report['settings'][setting] == {'fit': fit, 'tests': tests}
-        results = report['fits'][fit]['results']
-        assert set(results) == {'kneser_ney', 'add_k_0.5'}
-        for test in tests:
-            kn = [results['kneser_ney'][n]['scores'][test] for n in ('1', '2')]
-            # A character's predecessor tells a lot: order 2 beats order 1.
-            assert 1 < kn[1]['perplexity'] < kn[0]['perplexity'] < 28
-            assert kn[0]['bits_per_char'] == pytest.approx(math.log2(kn[0]['perplexity']))
-    assert report['fits']['time_machine_first_90pct']['test_tokens'][
-        'time_machine_last_10pct'] == 17149
-
-
 # ---------------------------------------------------------------- memory
 
 def test_an_order_whose_index_cannot_fit_is_refused_before_allocating(monkeypatch):
@@ -285,3 +222,66 @@ def test_a_vocabulary_too_large_for_int64_codes_is_refused():
     with pytest.raises(ValueError, match='vocab_size 10,000,000,000,000,000 is too large for a '
                                          'text of 1,200 tokens'):
         NGramLM(2, 10 ** 16).fit([1, 2, 3] * 400)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(order=0, vocab_size=3), 'order must be an integer >= 1'),
+    (dict(order=2.0, vocab_size=3), 'order must be an integer >= 1'),
+    (dict(order=True, vocab_size=3), 'order must be an integer >= 1'),
+    (dict(order=2, vocab_size=0), 'vocab_size must be an integer >= 1'),
+    (dict(order=2, vocab_size=3, smoothing='laplace'), 'unknown smoothing'),
+    (dict(order=2, vocab_size=3, smoothing='add-k', k=0), 'k must be a finite number > 0'),
+    (dict(order=2, vocab_size=3, smoothing='add-k', k=-1), 'k must be a finite number > 0'),
+    (dict(order=2, vocab_size=3, smoothing='add-k', k=float('nan')), 'k must be'),
+    (dict(order=2, vocab_size=3, discount=0), r'discount must lie in \(0, 1\]'),
+    (dict(order=2, vocab_size=3, discount=1.5), r'discount must lie in \(0, 1\]'),
+])
+def test_bad_settings_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NGramLM(**kwargs)
+
+
+@pytest.mark.parametrize('ids, match', [
+    ([], 'ids is empty'),
+    ([1, 3, 2], r'ids\[1\] = 3 is not a token id of a vocabulary of 3'),
+    ([1, -1], r'ids\[1\] = -1 is not a token id'),
+    ([1.0, 2.0], 'integer token ids'),
+    (['a', 'b'], 'integer token ids'),
+    ([[1, 2], [2, 1]], 'flat sequence'),
+])
+def test_bad_training_text_raises(ids, match):
+    with pytest.raises(ValueError, match=match):
+        NGramLM(2, 3).fit(ids)
+
+
+def test_bad_scoring_input_raises():
+    model = NGramLM(2, 3).fit(TEXT)
+    with pytest.raises(ValueError, match='has only 1 token.*at least 2'):
+        model.perplexity([1])
+    with pytest.raises(ValueError, match='ids is empty'):
+        model.log_probs([])
+    with pytest.raises(ValueError, match=r'context\[0\] = 7 is not a token id'):
+        model.probs([7])
+    with pytest.raises(ValueError, match='ids is empty'):
+        ngram_perplexity([], TEXT, 3, 2)
+    with pytest.raises(RuntimeError, match='call fit'):
+        NGramLM(2, 3).probs([1])
+
+
+def test_baselines_script_writes_its_json(tmp_path, bench_script):
+    baselines = bench_script('baselines')
+    out = tmp_path / 'baselines.json'
+    baselines.main(['--orders', '1', '2', '--ks', '0.5', '--out', str(out)])
+    report = json.loads(out.read_text())
+    assert report['vocab_size'] == 28 and report['machine']['cpu_model'] is not None
+    for setting, (fit, tests) in baselines.SETTINGS.items():
+        assert report['settings'][setting] == {'fit': fit, 'tests': tests}
+        results = report['fits'][fit]['results']
+        assert set(results) == {'kneser_ney', 'add_k_0.5'}
+        for test in tests:
+            kn = [results['kneser_ney'][n]['scores'][test] for n in ('1', '2')]
+            # A character's predecessor tells a lot: order 2 beats order 1.
+            assert 1 < kn[1]['perplexity'] < kn[0]['perplexity'] < 28
+            assert kn[0]['bits_per_char'] == pytest.approx(math.log2(kn[0]['perplexity']))
+    assert report['fits']['time_machine_first_90pct']['test_tokens'][
+        'time_machine_last_10pct'] == 17149
