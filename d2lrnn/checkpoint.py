@@ -22,6 +22,7 @@ size and hash, so a damaged or hand-edited checkpoint is refused, not used.
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -47,6 +48,28 @@ _TEMP_PREFIX = '.d2lrnn-tmp-'
 # The model the package ships: experiments/train_best.py's best run, trained on the
 # first 90% of The Time Machine (its figures: experiments/results/best_rnn.json).
 SHIPPED_MODEL = Path(__file__).resolve().parent / 'models' / 'time-machine-best'
+
+# Bounds on what loading reads, checked before a byte of a file is read.
+MAX_MANIFEST_BYTES = 1 << 16  # a manifest is about 1 KB
+# Numbers per array in MXNet's usual build; `d2lrnn train` refuses a model
+# with a larger array (cli.check_model_size).
+MAX_ARRAY_SIZE = 2 ** 31 - 1
+# MXNet's list format around the float32 numbers: names, shapes, types
+# (274 bytes for the shipped model).
+PARAMS_OVERHEAD = 4096
+# No parameter file of a model `d2lrnn train` accepts is larger: W_xh, W_hh
+# and W_hq hold at most MAX_ARRAY_SIZE float32 numbers each, b_h and b_q
+# together at most MAX_ARRAY_SIZE + 1 (V + H <= V * H + 1). About 34 GB.
+MAX_PARAMS_BYTES = 4 * (4 * MAX_ARRAY_SIZE + 1) + PARAMS_OVERHEAD
+# MXNet 1.9's load_frombuffer passes the length as a 32-bit integer: a
+# longer buffer would be cut short.
+MAX_LOADABLE_PARAMS_BYTES = 2 ** 32 - 1
+# The JSON files: a vocabulary of every Unicode character (1,112,064 of
+# them) takes 53 MiB; a progress file about 150 bytes per epoch.
+MAX_JSON_BYTES = 1 << 28
+MAX_BYTES = {'params': MAX_PARAMS_BYTES, 'vocab': MAX_JSON_BYTES,
+             'config': MAX_JSON_BYTES, 'progress': MAX_JSON_BYTES}
+READ_CHUNK = 1 << 20  # files are read this much at a time, never all at once
 
 
 class CheckpointError(Exception):
@@ -285,9 +308,10 @@ def load(directory):
     Raises CheckpointError saying what is wrong.
     """
     directory = Path(directory)
-    manifest = _read_manifest(directory)
-    data = {role: _read_checked(directory, manifest['files'], role)
-            for role in ROLES}
+    files = _read_manifest(directory)['files']
+    # The small files first: they say how large the parameters can be.
+    data = {role: _read_checked(directory, files, role)
+            for role in ('vocab', 'config', 'progress')}
     vocab = _parse_vocab(directory,
                          _parse_json(directory, 'vocab', data['vocab']))
     config = _parse_json(directory, 'config', data['config'])
@@ -296,7 +320,10 @@ def load(directory):
         if not isinstance(obj, dict):
             raise _damaged(directory, f'its {role} file holds a '
                                       f'{type(obj).__name__}, not an object')
-    params = _parse_params(directory, data['params'])
+    _check_params_size(directory, files['params'], len(vocab),
+                       _num_hiddens(directory, config))
+    params = _parse_params(directory,
+                           _read_checked(directory, files, 'params'))
     _check_shapes(directory, params, len(vocab), config)
     return Checkpoint(params, vocab, config, progress)
 
@@ -350,6 +377,8 @@ def _read_manifest(directory):
     if not isinstance(files, dict) or any(not _valid_entry(files.get(r))
                                           for r in ROLES):
         raise _damaged(directory, f'{MANIFEST} does not name its files')
+    for role in ROLES:
+        _check_declared_size(directory, role, files[role])
     return manifest
 
 
@@ -370,17 +399,34 @@ def _valid_entry(entry):
             and not isinstance(entry['bytes'], bool) and entry['bytes'] >= 0)
 
 
-MAX_MANIFEST_BYTES = 1 << 16  # a manifest is about 1 KB
+def _check_declared_size(directory, role, entry):
+    """Refuse a size that no file d2lrnn writes has, before reading any."""
+    if entry['bytes'] > MAX_BYTES[role]:
+        raise _damaged(directory, f'{MANIFEST} gives {entry["name"]} '
+                                  f'{entry["bytes"]:,} bytes; no {role} file '
+                                  'of d2lrnn has more than '
+                                  f'{MAX_BYTES[role]:,}')
 
 
 def read_regular(directory, name, limit):
     """The bytes of directory/name, if it is a regular file of <= `limit`.
 
-    Never more than `limit` + 1 bytes are read, and only from a regular
-    file: a symlink to an endless device, a pipe that blocks, a directory
-    are refused at once. A file the user may not read is said to be so,
-    not damaged.
+    Only a regular file is read: a symlink to an endless device, a pipe
+    that blocks, a directory are refused at once. A file larger than
+    `limit` is refused before it is read; otherwise it is read in chunks,
+    never more than `limit` + 1 bytes. A file the user may not read is
+    said to be so, not damaged.
     """
+    with _open_regular(directory, name) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise _damaged(directory, f'{name} is larger than {limit} bytes')
+        return _read_bounded(directory, name, f, limit)
+
+
+def _open_regular(directory, name):
+    """directory/name opened for reading (a binary file object), if it is
+    a regular file."""
     path = directory / name
     try:
         # O_NONBLOCK: opening a pipe must not wait for a writer.
@@ -398,15 +444,37 @@ def read_regular(directory, name, limit):
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise _damaged(directory, f'{name} is not a regular file')
-    with os.fdopen(fd, 'rb') as f:
-        try:
-            data = f.read(limit + 1)
-        except OSError as e:
-            raise _damaged(directory,
-                           f'{name} cannot be read: {e.strerror}') from None
-    if len(data) > limit:
-        raise _damaged(directory, f'{name} is larger than {limit} bytes')
-    return data
+    return os.fdopen(fd, 'rb')
+
+
+def _read_bounded(directory, name, f, limit):
+    """At most `limit` bytes of `f`, read a chunk at a time.
+
+    Memory grows with what is read, not with what a manifest claims; a
+    file that still has bytes after `limit` of them (it grew) is refused.
+    """
+    chunks, total = [], 0
+    try:
+        while True:
+            chunk = f.read(min(READ_CHUNK, limit + 1 - total))
+            if not chunk:
+                return b''.join(chunks)
+            total += len(chunk)
+            if total > limit:
+                raise _damaged(directory,
+                               f'{name} is larger than {limit} bytes')
+            chunks.append(chunk)
+    except OSError as e:
+        raise _damaged(directory,
+                       f'{name} cannot be read: {e.strerror}') from None
+    except MemoryError:
+        raise _too_large(directory, name, limit) from None
+
+
+def _too_large(directory, name, size):
+    return CheckpointError(
+        f'the checkpoint in {directory} does not fit in the memory here: '
+        f'{name} has {size:,} bytes; load it on a machine with more memory.')
 
 
 def _first_line(error):
@@ -416,14 +484,20 @@ def _first_line(error):
 
 
 def _read_checked(directory, files, role):
+    """The bytes of the file the manifest names for `role`, checked against
+    its size (before reading) and its SHA-256."""
     entry = files[role]
-    data = read_regular(directory, entry['name'], entry['bytes'])
-    if len(data) != entry['bytes']:
-        raise _damaged(directory, f'{entry["name"]} has {len(data)} bytes, '
-                                  f'the manifest says {entry["bytes"]}')
-    if hashlib.sha256(data).hexdigest() != entry['sha256']:
+    name, size = entry['name'], entry['bytes']
+    with _open_regular(directory, name) as f:
+        found = os.fstat(f.fileno()).st_size
+        if found == size:
+            data = _read_bounded(directory, name, f, size)
+            found = len(data)  # less if the file shrank meanwhile
+    if found != size:
         raise _damaged(directory,
-                       f'{entry["name"]} does not match its SHA-256')
+                       f'{name} has {found} bytes, the manifest says {size}')
+    if hashlib.sha256(data).hexdigest() != entry['sha256']:
+        raise _damaged(directory, f'{name} does not match its SHA-256')
     return data
 
 
@@ -434,6 +508,8 @@ def _parse_json(directory, role, data):
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _damaged(directory, f'its {role} file is not valid JSON: '
                                   f'{_first_line(e)}') from None
+    except MemoryError:
+        raise _too_large(directory, f'its {role} file', len(data)) from None
 
 
 def _parse_vocab(directory, state):
@@ -465,7 +541,12 @@ def _parse_params(directory, data):
     From memory: no temporary file is written anywhere.
     """
     try:
-        loaded = mx.nd.load_frombuffer(data)
+        # d2lrnn saves with NumPy shapes on; MXNet turns them on per thread,
+        # so a thread other than the one that imported d2lrnn needs them too.
+        with mx.util.np_shape(True):
+            loaded = mx.nd.load_frombuffer(data)
+    except MemoryError:
+        raise _too_large(directory, 'its parameter file', len(data)) from None
     # MXNet raises its own MXNetError for a malformed file; its message is
     # MXNet's C++ traceback, not for users.
     except Exception:
@@ -474,7 +555,16 @@ def _parse_params(directory, data):
     if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
         raise _damaged(directory, 'its parameter file does not hold '
                                   f'{", ".join(PARAM_NAMES)}')
-    params = {name: loaded[name].asnumpy() for name in PARAM_NAMES}
+    for name in PARAM_NAMES:
+        # Another type's bytes read as float32 would be nonsense numbers.
+        dtype = onp.dtype(loaded[name].dtype)
+        if dtype != onp.float32:
+            raise _damaged(directory, f'{name} holds {dtype.name}, not '
+                                      'float32 as d2lrnn saves it')
+    try:
+        params = {name: loaded[name].asnumpy() for name in PARAM_NAMES}
+    except MemoryError:
+        raise _too_large(directory, 'its parameter file', len(data)) from None
     for name, array in params.items():
         if not onp.isfinite(array).all():
             raise _damaged(directory, f'{name} holds NaN or infinite values, '
@@ -487,10 +577,7 @@ def _check_shapes(directory, params, vocab_size, config):
 
     The config gives num_hiddens, the vocabulary the number of tokens.
     """
-    num_hiddens = (config.get('num_hiddens') if isinstance(config, dict)
-                   else None)
-    if not isinstance(num_hiddens, int) or num_hiddens <= 0:
-        raise _damaged(directory, 'its config has no valid num_hiddens')
+    num_hiddens = _num_hiddens(directory, config)
     expected = param_shapes(vocab_size, num_hiddens)
     for name, shape in expected.items():
         if tuple(params[name].shape) != shape:
@@ -499,3 +586,36 @@ def _check_shapes(directory, params, vocab_size, config):
                 f'{name} has shape {tuple(params[name].shape)}, but '
                 f'{vocab_size} tokens and num_hiddens={num_hiddens} need '
                 f'{shape}; train again.')
+
+
+def _num_hiddens(directory, config):
+    """The config's num_hiddens, once checked to be a positive integer."""
+    num_hiddens = (config.get('num_hiddens') if isinstance(config, dict)
+                   else None)
+    if not isinstance(num_hiddens, int) or num_hiddens <= 0:
+        raise _damaged(directory, 'its config has no valid num_hiddens')
+    return num_hiddens
+
+
+def params_bytes(vocab_size, num_hiddens):
+    """Bytes of the float32 numbers of the scratch RNN's five parameters."""
+    shapes = param_shapes(vocab_size, num_hiddens).values()
+    return 4 * sum(math.prod(shape) for shape in shapes)
+
+
+def _check_params_size(directory, entry, vocab_size, num_hiddens):
+    """Refuse, before reading it, a parameter file larger than the model
+    that vocabulary and config describe, or than MXNet can parse."""
+    size, needed = entry['bytes'], params_bytes(vocab_size, num_hiddens)
+    if size > needed + PARAMS_OVERHEAD:
+        raise CheckpointError(
+            f'the checkpoint in {directory} does not fit together: '
+            f'{entry["name"]} has {size:,} bytes, but {vocab_size} tokens '
+            f'and num_hiddens={num_hiddens} need about {needed:,}; train '
+            'again.')
+    if size > MAX_LOADABLE_PARAMS_BYTES:
+        raise CheckpointError(
+            f'the checkpoint in {directory} is too large to load: '
+            f'{entry["name"]} has {size:,} bytes, and MXNet 1.9 parses at '
+            f'most {MAX_LOADABLE_PARAMS_BYTES:,} from memory; train a model '
+            'with fewer hidden units.')

@@ -25,39 +25,38 @@ corpus::
 
 In both, Y is X shifted one token to the right: the model predicts the
 next token.
+
+Where this differs from the original:
+
+* The book ships inside the package (``texts/``) and is checked against
+  its SHA-1 before it is read; nothing is downloaded, and the original's
+  ``../data/timemachine.txt``, relative to the working directory, is not
+  needed. ``path=`` reads another text file instead.
+* Lines end at a newline only, as the original's ``readlines()`` splits
+  them (``str.splitlines()`` would also split at form feeds and other
+  separators). Bytes that are not valid UTF-8 become spaces, as the
+  character they stand for would.
+* ``tokenize`` raises ``ValueError`` for an unknown token type, where the
+  original prints an error and returns ``None``.
+* Bad arguments raise at once (``d2lrnn.checks``): a text without letters,
+  a corpus too short for one minibatch, where the original would silently
+  yield nothing, and a ``max_tokens`` that is not an integer.
 """
 import collections
-import hashlib
-import math
-import numbers
 import random
 import re
 from pathlib import Path
 
 from mxnet import np
 
+# Importable from here too, as before they moved to checks.py.
+from .checks import (check_corpus_length, check_has_letters,  # noqa: F401
+                     check_loader, check_max_tokens, check_positive,
+                     check_positive_number, check_sha1, sha1_of)
+
 TEXTS = Path(__file__).parent / 'texts'
 TIME_MACHINE = TEXTS / 'timemachine.txt'
 TIME_MACHINE_SHA1 = '090b5e7e70c295757f55df93cb0a180b9691891a'
-
-
-def sha1_of(path):
-    """SHA-1 hex digest of a file's bytes."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-
-
-def check_sha1(path, expected):
-    """Raise if the file at `path` is missing or its SHA-1 isn't `expected`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f'{path} is missing: the d2lrnn installation is incomplete; '
-            f'reinstall d2lrnn (expected a file with SHA-1 {expected}).')
-    actual = sha1_of(path)
-    if actual != expected:
-        raise ValueError(
-            f'{path} has SHA-1 {actual}, expected {expected}: '
-            'the file was altered; reinstall d2lrnn to restore it.')
 
 
 def read_text(path, encoding='utf-8', errors='replace'):
@@ -84,44 +83,25 @@ def read_text(path, encoding='utf-8', errors='replace'):
 
 
 def clean(text):
-    """Lower-case `text` and turn every run of non-letters into one space."""
+    """Lower-case `text`; each run of non-letters becomes a space (D2L 8.3)."""
     return re.sub('[^A-Za-z]+', ' ', text.lower())
 
 
 def preprocess_lines(text):
-    """Strip and lower-case each line, letters only (D2L 8.3).
-
-    Every run of non-letters becomes one space.
-    """
-    # Lines end at '\n' only, as the original's readlines() splits them
-    # (not str.splitlines(), which also splits at form feeds and other
-    # separators).
-    lines = text.split('\n')
-    if lines[-1] == '':  # the text ends with a newline, or is empty
-        lines.pop()
+    """The lines of `text`, split at newlines only, each cleaned (D2L 8.3)."""
+    lines = text.removesuffix('\n').split('\n') if text else []
     return [clean(line.strip()) for line in lines]
 
 
 def read_time_machine(path=None):
-    """Lines of The Time Machine, or of the text file at `path` (D2L 8.3).
-
-    The bundled book is checked against its SHA-1 first. Unlike the
-    original, which reads ``../data/timemachine.txt`` relative to the
-    working directory, the text ships inside the package, so nothing is
-    downloaded.
-    """
-    if path is None:
-        check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
-        path = TIME_MACHINE
+    """Lines of The Time Machine, or of the text file at `path` (D2L 8.3)."""
+    if path is None:  # the copy inside the package, checked first
+        path = check_sha1(TIME_MACHINE, TIME_MACHINE_SHA1)
     return preprocess_lines(read_text(path))
 
 
 def tokenize(lines, token='word'):
-    """Split each line into word or character tokens (D2L 8.3).
-
-    The original prints an error and returns ``None`` for another `token`;
-    this raises ``ValueError`` instead.
-    """
+    """Split each line into word or character tokens (D2L 8.3)."""
     if token == 'word':
         return [line.split(' ') for line in lines]
     if token == 'char':
@@ -170,94 +150,32 @@ class Vocab:
         return [self.idx_to_token[index] for index in indices]
 
 
-def check_has_letters(lines, source='the text'):
-    """Raise ValueError naming `source` unless some line holds a letter."""
-    if not any(ch.isalpha() for line in lines for ch in line):
-        raise ValueError(f'{source} holds no letters: nothing to learn from.')
-
-
 def corpus_of(lines, vocab=None, source='the text'):
-    """(character ids, vocabulary) of `lines`.
-
-    The vocabulary is built from `lines` unless given. Raises
-    ``ValueError`` naming `source` if no line holds a letter.
-    """
+    """(Character ids, vocabulary) of `lines`; a vocabulary made if None."""
     check_has_letters(lines, source)
     tokens = tokenize(lines, 'char')
-    if vocab is None:
-        vocab = Vocab(tokens)
+    vocab = Vocab(tokens) if vocab is None else vocab
     return [vocab[tk] for line in tokens for tk in line], vocab
 
 
 def load_corpus_time_machine(max_tokens=-1, path=None):
-    """Character ids of the book and its vocabulary (D2L 8.3).
-
-    Only the first `max_tokens` ids are kept, but the vocabulary is built
-    from the whole text, before the cut. `path` reads another text file
-    instead of The Time Machine; a text without a single letter raises
-    ``ValueError``.
-    """
-    # Checked first: NaN compares false with 0 and would keep the whole text.
-    if (isinstance(max_tokens, bool)
-            or not isinstance(max_tokens, numbers.Integral)):
-        raise ValueError('max_tokens must be an integer (-1 for the whole '
-                         f'text), got {max_tokens!r}.')
+    """Character ids of the book and its vocabulary (D2L 8.3)."""
+    check_max_tokens(max_tokens)
     corpus, vocab = corpus_of(read_time_machine(path),
                               source=path or TIME_MACHINE)
-    if max_tokens > 0:
+    if max_tokens > 0:  # the vocabulary still covers the whole text
         corpus = corpus[:max_tokens]
     return corpus, vocab
 
 
-def check_positive(**values):
-    """Raise ValueError naming the first argument that is not an int > 0."""
-    for name, value in values.items():
-        # Integral: numpy integers are fine too; bool is an int but never
-        # meant as a size.
-        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                or value <= 0):
-            raise ValueError(
-                f'{name} must be a positive integer, got {value!r}.')
-
-
-def check_positive_number(**values):
-    """Raise ValueError naming the first argument that is not a number > 0.
-
-    Infinity and NaN are refused too.
-    """
-    for name, value in values.items():
-        # Real: numpy floats and integers are fine too; bool is a number
-        # but never meant as one.
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                or not math.isfinite(value) or value <= 0):
-            raise ValueError(
-                f'{name} must be a finite number > 0, got {value!r}.')
-
-
-def check_corpus_length(corpus, batch_size, num_steps):
-    """Raise unless every random offset leaves at least one full minibatch."""
-    check_positive(batch_size=batch_size, num_steps=num_steps)
-    # The worst offset drops num_steps tokens, and the labels need one more.
-    needed = (batch_size + 1) * num_steps + 1
-    if len(corpus) < needed:
-        raise ValueError(
-            f'the corpus has {len(corpus)} tokens, too few for one '
-            f'minibatch of batch_size={batch_size} x num_steps={num_steps}: '
-            f'it needs at least {needed}. Use a longer text (or a larger '
-            'max_tokens), or a smaller batch_size or num_steps.')
-
-
 def seq_data_iter_random(corpus, batch_size, num_steps):
-    """Minibatches of subsequences drawn in random order (D2L 8.3).
-
-    Raises ``ValueError`` at once where the original would silently yield
-    nothing.
-    """
+    """Minibatches of subsequences drawn in random order (D2L 8.3)."""
     check_corpus_length(corpus, batch_size, num_steps)
     return _random_batches(corpus, batch_size, num_steps)
 
 
 def _random_batches(corpus, batch_size, num_steps):
+    """The minibatches of ``seq_data_iter_random``, its checks passed."""
     # A random offset, so that every epoch cuts the text at other places.
     corpus = corpus[random.randint(0, num_steps):]
     # Keep one token back: the last subsequence needs its label.
@@ -274,17 +192,13 @@ def _random_batches(corpus, batch_size, num_steps):
 
 
 def seq_data_iter_sequential(corpus, batch_size, num_steps):
-    """Minibatches whose rows continue those of the last one (D2L 8.3).
-
-    Row i of a minibatch picks up the text where row i of the previous
-    minibatch stopped. Raises ``ValueError`` at once where the original
-    would silently yield nothing.
-    """
+    """Minibatches whose rows continue those of the last one (D2L 8.3)."""
     check_corpus_length(corpus, batch_size, num_steps)
     return _sequential_batches(corpus, batch_size, num_steps)
 
 
 def _sequential_batches(corpus, batch_size, num_steps, offset=None):
+    """The minibatches of ``seq_data_iter_sequential``, checks passed."""
     if offset is None:  # a new random start for every pass
         offset = random.randint(0, num_steps)
     # The largest multiple of batch_size that still leaves one token for
@@ -304,25 +218,17 @@ seq_data_iter_consecutive = seq_data_iter_sequential
 
 
 class SeqDataLoader:
-    """An iterable over minibatches of a corpus (D2L 8.3).
-
-    Each pass draws a new offset. `path` reads another text file instead
-    of The Time Machine; `corpus` and `vocab` use ids and a vocabulary
-    that the caller already has.
-    """
+    """An iterable over minibatches, a new offset each pass (D2L 8.3)."""
 
     def __init__(self, batch_size, num_steps, use_random_iter, max_tokens,
                  path=None, corpus=None, vocab=None):
         self.data_iter_fn = (seq_data_iter_random if use_random_iter
                              else seq_data_iter_sequential)
-        if corpus is None:
+        if corpus is None:  # else the caller's ids and vocabulary
             corpus, vocab = load_corpus_time_machine(max_tokens, path)
-        elif vocab is None:
-            raise ValueError(
-                'a corpus needs its vocab: pass both, or neither.')
+        check_loader(corpus, vocab, batch_size, num_steps)
         self.corpus, self.vocab = corpus, vocab
         self.batch_size, self.num_steps = batch_size, num_steps
-        check_corpus_length(corpus, batch_size, num_steps)
 
     def __iter__(self):
         return self.data_iter_fn(self.corpus, self.batch_size,

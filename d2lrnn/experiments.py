@@ -5,29 +5,28 @@ more control and more measurements. In exercise order:
 
 * exercise 1: an RNN that reads token ids with a lookup instead of one-hot
   vectors (``rnn_lookup``, ``LookupRNNScratch``);
-* exercises 2, 4, 5 and 6: ``train_epoch``, the loop of ``train_epoch_ch8``
-  (same loss, same SGD update, same state handling by default) with a
-  clipping switch and a choice of what happens to the state between
-  minibatches, reporting every step; ``train_run``, many epochs of it with a
-  record of everything and held-out perplexity; ``rnn_relu``, the section's
-  ``rnn`` with ReLU in place of tanh;
+* exercises 2, 4, 5 and 6: ``train_run``, many epochs of ``train_epoch``
+  (``d2lrnn.train``: the loop of ``train_epoch_ch8`` with a clipping switch
+  and a choice of what happens to the state between minibatches, reporting
+  every step) with a record of everything and held-out perplexity;
+  ``rnn_relu``, the section's ``rnn`` with ReLU in place of tanh;
 * exercise 3: statistics of sampled text (``sharpen``, ``char_entropy``,
   ``word_fraction``, ...);
 * exercise 7: the probability of each actual next token and their means.
 """
 import collections
-import math
 import re
 
 import numpy as onp
-from mxnet import autograd, gluon, np, npx
+from mxnet import gluon, np, npx
 
-from .data import check_positive, check_positive_number
+from .checks import (check_positive, check_positive_number,
+                     check_theta_or_none)
 from .evaluate import (evaluate_perplexity, scored_minibatches,
                        seq_data_iter_eval)
 from .model import RNNModelScratch
-from .train import grad_clipping, sgd
-from .utils import Accumulator, Timer, perplexity
+# train_epoch lives beside train_epoch_ch8; importable from here as before.
+from .train import STATE_MODES, sgd, train_epoch  # noqa: F401
 
 
 # Exercise 1: token ids instead of one-hot vectors ----------------------------
@@ -83,84 +82,6 @@ class LookupRNNScratch(RNNModelScratch):
 
 # Exercises 2, 4, 5 and 6: training with a record of every step ---------------
 
-STATE_MODES = ('detach', 'keep', 'retain')
-
-
-def _check_theta(theta):
-    if theta is not None:
-        try:
-            check_positive_number(theta=theta)
-        except ValueError:
-            raise ValueError(
-                'theta must be a finite number > 0 or None (no clipping), '
-                f'got {theta!r}.') from None
-
-
-def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
-                theta=1, state_mode='detach', on_step=None):
-    """One epoch like ``train_epoch_ch8``, with two switches.
-
-    `theta` is the clipping threshold; ``theta=None`` turns clipping off (the
-    norm is still measured). `state_mode` says what happens to the state
-    between sequential minibatches (exercise 5):
-
-    * ``'detach'``: ``state = tuple(s.detach() for s in state)``, as in
-      ``train_epoch_ch8``;
-    * ``'keep'``: the state is passed on untouched (the original's
-      ``for s in state: s.detach()`` discards the detached copies, so it
-      amounts to this);
-    * ``'retain'``: passed on untouched and ``backward(retain_graph=True)``,
-      so the graphs of earlier minibatches stay alive and the gradient of
-      each minibatch flows back through all earlier minibatches of the epoch.
-
-    With ``use_random_iter`` every minibatch starts from a fresh state, as in
-    ``train_epoch_ch8``. After every step ``on_step(loss, norm, seconds)`` is
-    called with the minibatch's mean loss, the global gradient norm before
-    clipping and the time the step took, all Python floats.
-
-    Returns ``(perplexity, tokens per second, finite)``. The perplexity sums
-    ``float(l) * y.size`` in float64 where ``train_epoch_ch8`` sums
-    ``l * y.size`` rounded to float32, so the two can differ in about the
-    eighth digit; the training itself is the same bit for bit. When the loss
-    stops being finite the epoch ends at once and ``finite`` is False (the
-    perplexity is then ``inf``): the caller decides what that means.
-    """
-    _check_theta(theta)
-    if state_mode not in STATE_MODES:
-        raise ValueError(f'state_mode must be one of {STATE_MODES}, '
-                         f'got {state_mode!r}.')
-    state, timer = None, Timer()
-    metric = Accumulator(2)  # sum of losses over tokens, number of tokens
-    for X, Y in train_iter:
-        step = Timer()
-        if state is None or use_random_iter:
-            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
-        elif state_mode == 'detach':
-            state = tuple(s.detach() for s in state)
-        y = Y.T.reshape(-1)
-        X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
-        with autograd.record():
-            py, state = model(X, state)
-            l = loss(py, y).mean()
-        l.backward(retain_graph=(state_mode == 'retain'))
-        norm = float(grad_clipping(model,
-                                   math.inf if theta is None else theta))
-        lval = float(l)
-        finite = math.isfinite(lval) and math.isfinite(norm)
-        if finite:
-            updater(batch_size=1)
-            metric.add(lval * y.size, y.size)
-        if on_step is not None:
-            on_step(lval, norm, step.stop())
-        if not finite:
-            return math.inf, metric[1] / timer.stop(), False
-    if metric[1] == 0:
-        raise ValueError(
-            'train_iter yielded no minibatch: the text is too short '
-            'for this batch_size and num_steps.')
-    return perplexity(metric[0], metric[1]), metric[1] / timer.stop(), True
-
-
 def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
               theta=1, valid_corpus=None, eval_every=1, eval_batch_size=32,
               eval_num_steps=35, on_epoch=None):
@@ -184,7 +105,7 @@ def train_run(model, train_iter, lr, num_epochs, ctx, use_random_iter=False,
     """
     check_positive(num_epochs=num_epochs, eval_every=eval_every)
     check_positive_number(lr=lr)
-    _check_theta(theta)
+    check_theta_or_none(theta)
     valid_iter = None
     if valid_corpus is not None:
         if len(valid_corpus) == 0:

@@ -7,24 +7,24 @@ One time step, for a minibatch of one-hot inputs X_t (batch_size, vocab_size)::
 
 The model is three plain functions (parameters, initial state, forward) and a
 small class that holds them together.
+
+Where this differs from the original: ``get_params`` draws its random
+numbers on the CPU and then copies them to `ctx`, so that a seed gives the
+same initial parameters on every device (the original draws on `ctx`; on
+the CPU the two are identical). Sizes that are not positive integers raise
+``ValueError`` (``d2lrnn.checks``).
 """
 from mxnet import np, npx
 
-from .data import check_positive
+from .checks import check_positive
 
 
 def get_params(vocab_size, num_hiddens, ctx):
-    """The parameters W_xh, W_hh, b_h, W_hq, b_q, with gradients (D2L 8.5.2).
-
-    Each one has a gradient buffer attached. The random draws are made on
-    the CPU and then copied to `ctx`, so that a seed gives the same initial
-    parameters on every device (the original draws on `ctx`; on the CPU
-    the two are identical).
-    """
+    """W_xh, W_hh, b_h, W_hq, b_q, each with a gradient (D2L 8.5.2)."""
     check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
     num_inputs = num_outputs = vocab_size
 
-    def normal(shape):
+    def normal(shape):  # drawn on the CPU: a seed gives the same on any ctx
         return np.random.normal(scale=0.01, size=shape,
                                 ctx=npx.cpu()).as_in_ctx(ctx)
 
@@ -42,21 +42,14 @@ def get_params(vocab_size, num_hiddens, ctx):
 
 
 def init_rnn_state(batch_size, num_hiddens, ctx):
-    """The initial hidden state: a tuple of one zero array (D2L 8.5.3).
-
-    The array is shaped (batch_size, num_hiddens).
-    """
+    """The initial hidden state: a tuple of one zero array (D2L 8.5.3)."""
     check_positive(batch_size=batch_size, num_hiddens=num_hiddens)
     return (np.zeros(shape=(batch_size, num_hiddens), ctx=ctx),)
 
 
 def rnn(inputs, state, params):
-    """Run the tanh RNN over `inputs` (D2L 8.5.3).
-
-    `inputs` is shaped (num_steps, batch_size, vocab_size). Returns the
-    outputs of all steps stacked as (num_steps * batch_size, vocab_size),
-    step after step, and the new state ``(H,)``.
-    """
+    """Run the tanh RNN over all time steps of `inputs` (D2L 8.5.3)."""
+    # inputs: (num_steps, batch_size, vocab_size)
     W_xh, W_hh, b_h, W_hq, b_q = params
     H, = state
     outputs = []
@@ -64,14 +57,13 @@ def rnn(inputs, state, params):
         H = np.tanh(np.dot(X, W_xh) + np.dot(H, W_hh) + b_h)
         Y = np.dot(H, W_hq) + b_q
         outputs.append(Y)
+    # Outputs of all steps, step after step: (num_steps * batch_size,
+    # vocab_size); and the new state.
     return np.concatenate(outputs, axis=0), (H,)
 
 
 class RNNModelScratch:
-    """An RNN model from scratch (D2L 8.5.3).
-
-    It is made of a parameter maker, a state maker and a forward function.
-    """
+    """A model from parameter, state and forward functions (D2L 8.5.3)."""
 
     def __init__(self, vocab_size, num_hiddens, ctx,
                  get_params, init_state, forward):

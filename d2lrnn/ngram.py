@@ -57,6 +57,8 @@ and scoring the held-out part (CPU times on one core of an AMD EPYC):
 """
 import math
 import numbers
+import os
+import resource
 
 import numpy as np
 
@@ -65,6 +67,19 @@ SMOOTHINGS = ('kneser-ney', 'add-k')
 # exactly once, as for single characters in a long text): the customary
 # choice for one absolute discount.
 FALLBACK_DISCOUNT = 0.75
+# The memory fitting and scoring take, in int64/float64 numbers of 8 bytes:
+# the (order + 1, n) index of a text of n tokens; arrays of length n alive
+# beside it; four per n-gram of the tables (table, counts, context totals,
+# gammas) and NumPy's headers of each order's arrays; four of vocab_size in
+# ``probs``. Checked with tracemalloc (tests/test_ngram.py): the peak stays
+# below the estimate.
+NUMBER_BYTES = 8
+ARRAYS_PER_TOKEN = 12
+ARRAYS_PER_NGRAM = 4
+ARRAYS_PER_DISTRIBUTION = 4
+TABLE_BYTES_PER_ORDER = 1024
+BASE_BYTES = 1 << 16  # small arrays and Python objects, whatever the sizes
+CODE_LIMIT = 2 ** 63  # n-gram codes (``_index_ngrams``) are int64
 
 
 def kn_discounts(counts):
@@ -111,6 +126,34 @@ def _check_ids(ids, vocab_size, name, min_len):
                          'Encode the text with the same vocabulary, or pass its length '
                          'as vocab_size.')
     return arr
+
+
+def _num_ngrams(order, vocab_size, n):
+    """At most how many k-grams a text of n tokens has, summed over k = 1..order."""
+    top, total, k = min(order, n), 0, 1
+    if vocab_size == 1:
+        return top  # one k-gram of each length
+    # Short k-grams: at most vocab_size ** k different ones.
+    while k <= top and vocab_size ** k < n - k + 1:
+        total += vocab_size ** k
+        k += 1
+    # Longer ones: at most one per position, n - k + 1.
+    lengths = top - k + 1
+    return total + lengths * (n + 1) - (k + top) * lengths // 2
+
+
+def memory_limit():
+    """Bytes this process may use: the machine's memory, or a lower
+    ``ulimit -v`` / ``-d``; None if the system does not say."""
+    try:
+        limits = [os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')]
+    except (ValueError, OSError):
+        return None
+    for name in ('RLIMIT_AS', 'RLIMIT_DATA'):
+        soft = resource.getrlimit(getattr(resource, name))[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    return min(limits)
 
 
 def _index_ngrams(x, order, vocab_size, tables=None):
@@ -182,6 +225,8 @@ class NGramLM:
     def fit(self, ids):
         """Count the n-grams of orders 1..order in `ids` (token ids); return self."""
         x = _check_ids(ids, self.vocab_size, 'ids', min_len=1)
+        self._check_codes(len(x))
+        self._check_memory('fit', len(x), fitting=True)
         pos, self._tables = _index_ngrams(x, self.order, self.vocab_size)
         # Per order k: the count a_k of each k-gram, and for each (k-1)-gram
         # context the sum of those counts and the mass gamma the discounts free.
@@ -202,6 +247,42 @@ class NGramLM:
                 with np.errstate(invalid='ignore', divide='ignore'):
                     self._gammas.append(np.where(totals > 0, freed / totals, 0.0))
         return self
+
+    def _check_codes(self, num_tokens):
+        """Raise ValueError if n-gram codes (below tokens x vocab_size) of a
+        text of `num_tokens` would overflow int64."""
+        if num_tokens * self.vocab_size >= CODE_LIMIT:
+            raise ValueError(
+                f'vocab_size {self.vocab_size:,} is too large for a text of '
+                f'{num_tokens:,} tokens: their n-gram codes (up to tokens x '
+                'vocab_size) would overflow int64. Pass the number of '
+                'tokens the vocabulary really has.')
+
+    def needed_bytes(self, num_tokens, fitting=False, distributions=0):
+        """At most the memory that indexing `num_tokens` tokens takes: to fit
+        them (`fitting`, with the tables), or to score them, with
+        `distributions` arrays of vocab_size (``probs``)."""
+        numbers = ((self.order + 1 + ARRAYS_PER_TOKEN) * num_tokens
+                   + ARRAYS_PER_DISTRIBUTION * self.vocab_size * distributions)
+        tables = 0
+        if fitting:
+            ngrams = _num_ngrams(self.order, self.vocab_size, num_tokens)
+            numbers += ARRAYS_PER_NGRAM * ngrams
+            tables = TABLE_BYTES_PER_ORDER * self.order
+        return NUMBER_BYTES * numbers + tables + BASE_BYTES
+
+    def _check_memory(self, task, num_tokens, fitting=False, distributions=0):
+        """Raise MemoryError, before allocating, if `task` on `num_tokens`
+        tokens needs more memory than this process may use."""
+        limit = memory_limit()
+        needed = self.needed_bytes(num_tokens, fitting, distributions)
+        if limit is not None and needed > limit:
+            raise MemoryError(
+                f'an n-gram model of order {self.order:,} over a vocabulary of '
+                f'{self.vocab_size:,} needs about {needed / 1e9:,.1f} GB to {task} '
+                f'{num_tokens:,} tokens, more than the {limit / 1e9:,.1f} GB of '
+                'memory here (it indexes every token at every order); use a '
+                'lower order or a shorter text.')
 
     def _count(self, pos, k, x):
         """a_k for each k-gram of the table: raw counts, continuation counts below `order`.
@@ -243,6 +324,7 @@ class NGramLM:
         self._check_fitted()
         ctx = _check_ids(context, self.vocab_size, 'context', min_len=0)
         ctx = ctx[len(ctx) - min(len(ctx), self.order - 1):]
+        self._check_memory('score the next token after', len(ctx), distributions=1)
         context_ids = self._context_ids(ctx)
         top = len(ctx) + 1
         if self.smoothing == 'add-k':
@@ -296,6 +378,7 @@ class NGramLM:
         """
         self._check_fitted()
         x = _check_ids(ids, self.vocab_size, 'ids', min_len=2)
+        self._check_memory('score', len(x))
         pos = _index_ngrams(x, self.order, self.vocab_size, self._tables)
         i = np.arange(1, len(x))
         if self.smoothing == 'add-k':

@@ -24,14 +24,28 @@ dropout=p)``.
 """
 import contextlib
 import math
+import numbers
 import random
 
 from mxnet import gluon, np
 
 from .data import check_positive, check_positive_number
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
-from .experiments import train_epoch
+from .train import train_epoch
 from .utils import Timer
+
+
+def _check_step_size(lr):
+    """Raise ValueError unless `lr` is a finite number >= 0.
+
+    A NaN, infinite or negative step would ruin every parameter silently;
+    0 (where a schedule ends at ``final_lr=0``) moves nothing.
+    """
+    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+            or not math.isfinite(lr) or lr < 0):
+        raise ValueError(f'lr must be a finite number >= 0, got {lr!r}: a '
+                         'NaN, infinite or negative step size would ruin '
+                         'the parameters.')
 
 
 def _check_fraction(name, value, upper_open=True):
@@ -79,6 +93,7 @@ class Adam:
         """Update every parameter in place from its ``.grad``; `lr` overrides
         the step size for this step (a schedule)."""
         lr = self.lr if lr is None else lr
+        _check_step_size(lr)  # before anything changes
         beta1, beta2 = self.betas
         self.t += 1
         # Bias corrections folded into the step size (one scalar, no arrays).
@@ -111,6 +126,11 @@ def cosine_schedule(base_lr, total_steps, warmup_steps=0, final_lr=0.0):
                          f'got {final_lr!r}.')
 
     def lr_at(step):
+        # A negative step would give a negative rate during the warm-up.
+        if (isinstance(step, bool) or not isinstance(step, numbers.Integral)
+                or step < 0):
+            raise ValueError('step must be an integer >= 0 (the steps taken '
+                             f'so far), got {step!r}.')
         if step < warmup_steps:
             return base_lr * (step + 1) / warmup_steps
         done = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))

@@ -1,6 +1,8 @@
 """A plot that grows while a model trains: live in a notebook, else silent."""
 import io
 
+from .checks import check_positive
+
 
 def in_notebook():
     """True inside a Jupyter kernel, where a figure can be shown."""
@@ -26,6 +28,7 @@ class Animator:
                  ylim=None, xscale='linear', yscale='linear',
                  fmts=('-', 'm--', 'g-.', 'r:'), nrows=1, ncols=1,
                  figsize=(3.5, 2.5), display=None):
+        check_positive(nrows=nrows, ncols=ncols)
         # A pyplot-free Figure: no GUI backend, and no second copy drawn by
         # the inline backend at the end of the cell.
         from matplotlib.figure import Figure

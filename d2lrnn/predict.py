@@ -1,45 +1,31 @@
 """Text from a model: warm the state up on a prefix, then emit characters.
 
 The characters come one at a time, each fed back as the next input.
-"""
-import numbers
 
+By default each character is the most likely one (argmax), as in the
+original. Beyond the original, ``sample=True`` draws it from q ∝ p**alpha
+instead (exercise 3): ``alpha=1`` samples the model's own distribution, a
+larger alpha sharpens it towards argmax, a smaller one flattens it towards
+uniform; `seed` makes a sample repeatable. Characters of the prefix outside
+the vocabulary are read as ``<unk>``, as the vocabulary maps them. An empty
+prefix, a negative count or a bad alpha raise ``ValueError``
+(``d2lrnn.checks``).
+"""
 import numpy as onp
 from mxnet import np
+
+from .checks import check_prediction
 
 
 def predict_ch8(prefix, num_predicts, model, vocab, ctx,
                 sample=False, alpha=1.0, seed=None):
-    """`prefix` followed by `num_predicts` predicted characters (D2L 8.5.4).
-
-    By default each character is the most likely one (argmax), as in the
-    original. With ``sample=True`` it is drawn from q ∝ p**alpha instead
-    (exercise 3): ``alpha=1`` samples the model's own distribution, a
-    larger alpha sharpens it towards argmax, a smaller one flattens it
-    towards uniform. `seed` makes a sample repeatable. Characters of the
-    prefix outside the vocabulary are read as ``<unk>``, as the vocabulary
-    maps them.
-    """
-    if not isinstance(prefix, str) or not prefix:
-        raise ValueError(
-            f'prefix must be a non-empty string, got {prefix!r}.')
-    if (isinstance(num_predicts, bool)
-            or not isinstance(num_predicts, numbers.Integral)
-            or num_predicts < 0):
-        raise ValueError(
-            f'num_predicts must be an integer >= 0, got {num_predicts!r}.')
-    if sample and (isinstance(alpha, bool)
-                   or not isinstance(alpha, numbers.Real)
-                   or not 0 < alpha < float('inf')):
-        raise ValueError(
-            f'alpha must be a finite number > 0, got {alpha!r}.')
-    rng = onp.random.default_rng(seed)
-
+    """`prefix` followed by `num_predicts` predicted characters (D2L 8.5.4)."""
+    check_prediction(prefix, num_predicts, sample, alpha)
+    rng = onp.random.default_rng(seed)  # used only with sample=True
     state = model.begin_state(batch_size=1, ctx=ctx)
     outputs = [vocab[prefix[0]]]
 
-    def get_input():
-        # (batch_size=1, num_steps=1)
+    def get_input():  # the last character: (batch_size=1, num_steps=1)
         return np.array([outputs[-1]], ctx=ctx).reshape(1, 1)
 
     for y in prefix[1:]:  # warm up: only the state matters here

@@ -1,33 +1,65 @@
-"""Training: clipping, SGD, one epoch, many epochs (D2L 8.5.5 and 8.5.6)."""
+"""Training: clipping, SGD, one epoch, many epochs (D2L 8.5.5 and 8.5.6).
+
+Where this differs from the original, or adds to it:
+
+* ``grad_clipping`` takes a Gluon ``Block`` or anything with ``.params`` (a
+  scratch model). It lists the gradients first, so a ``.params`` that is a
+  generator is not used up by the norm before the rescaling loop, and it
+  skips Gluon parameters without a gradient; both leave the original's
+  results unchanged. It returns the norm before clipping. `theta` must be a
+  positive number (infinity never clips).
+* ``train_epoch_ch8`` keeps the detached copies of the state: the original
+  calls ``s.detach()`` and drops the result, which leaves the state
+  attached. MXNet frees a graph on ``backward``, so the two give identical
+  results (the tests check this bit for bit). A non-finite loss raises
+  ``FloatingPointError`` before the update, so the parameters keep their
+  last finite values; so does a perplexity too large for a float.
+* ``train_ch8`` plots the perplexity of epochs 1, 11, 21, ... as the
+  original does, to `animator` if one is given (a ``ProgressLog`` also
+  measures the model at those epochs). It does not print the prediction
+  made every 10 epochs (in a notebook the original's live plot erased it
+  at once; in a terminal it scrolled by), prints the same three lines at
+  the end and returns the final perplexity. A divergence names its epoch;
+  `lr` must be a finite number > 0 and `num_epochs` a positive integer.
+* ``ProgressLog`` is an `animator` for ``train_ch8`` that measures the
+  model on the way. ``train_ch8`` calls ``animator.add(epoch,
+  [perplexity])`` at epochs 1, 11, 21, ...; a ``ProgressLog`` passes the
+  point on to its own `animator` (if any) and calls each of its `measures`
+  (functions of no argument, for example a greedy continuation or a
+  held-out perplexity) at that moment. ``rows`` then holds one dict per
+  call: ``epoch``, ``perplexity`` and one entry per measure. The measures
+  must not change the model: they run between two epochs, so training goes
+  on exactly as without them.
+* ``train_epoch`` is the loop of ``train_epoch_ch8`` with switches for the
+  exercises: no clipping, what happens to the state between minibatches,
+  and a report of every step (``optim.fit`` and ``experiments.train_run``
+  build on it).
+"""
+import contextlib
 import math
 
 from mxnet import autograd, gluon, init
 
-from .data import check_positive
+from .checks import (check_clipping_threshold, check_positive,
+                     check_positive_number)
+# The name train_epoch calls (its listing in exercises 4 and 5 shows it).
+from .checks import check_theta_or_none as _check_theta
 from .plot import Animator
 from .predict import predict_ch8
 from .utils import Accumulator, Timer, perplexity
 
+# What train_epoch does with the state between sequential minibatches.
+STATE_MODES = ('detach', 'keep', 'retain')
+
 
 def grad_clipping(model, theta):
-    """Rescale all gradients to a global norm of at most `theta` (D2L 8.5.5).
-
-    `model` is a Gluon ``Block`` or anything with ``.params`` (a scratch
-    model). Unlike the original, the parameters are listed first, so a
-    ``.params`` that is a generator is not used up by the norm before the
-    rescaling loop; and Gluon parameters without a gradient are skipped.
-    Both leave the original's results unchanged. Returns the norm before
-    clipping. `theta` must be a positive number (infinity never clips): 0
-    would zero the gradients, a negative one reverse them, and NaN turn
-    clipping off without a word.
-    """
-    if not theta > 0:
-        raise ValueError(f'theta must be a positive number, got {theta!r}.')
+    """Rescale all gradients to a global norm <= `theta` (D2L 8.5.5)."""
+    check_clipping_threshold(theta)
     if isinstance(model, gluon.Block):
         grads = [p.grad() for p in model.collect_params().values()
                  if p.grad_req != 'null']
     else:
-        grads = [p.grad for p in model.params]
+        grads = [p.grad for p in model.params]  # a list: it is read twice
     norm = math.sqrt(sum((g ** 2).sum() for g in grads))
     if norm > theta:
         for g in grads:
@@ -42,15 +74,7 @@ def sgd(params, lr, batch_size):
 
 
 def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
-    """One pass over `train_iter`; return (perplexity, tokens/s) (D2L 8.5.6).
-
-    The original calls ``s.detach()`` and drops the result, which leaves
-    the state attached; this keeps the detached copies. MXNet frees a graph
-    on ``backward``, so the two give identical results (the tests check
-    this bit for bit). A non-finite loss, or a perplexity too large for a
-    float, raises ``FloatingPointError``; a non-finite loss does so before
-    the update, so the parameters keep their last finite values.
-    """
+    """Train one epoch; return (perplexity, tokens per second) (D2L 8.5.6)."""
     state, timer = None, Timer()
     metric = Accumulator(2)  # sum of losses over tokens, number of tokens
     for i, (X, Y) in enumerate(train_iter):
@@ -68,15 +92,23 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
             py, state = model(X, state)
             l = loss(py, y).mean()
         l.backward()
-        # Checked before the update, so the parameters stay finite.
-        if not math.isfinite(float(l)):
-            raise FloatingPointError(
-                f'the loss became {float(l)} at minibatch {i + 1}: training '
-                'diverged; lower the learning rate or clip the gradients '
-                'harder.')
+        check_finite_loss(l, i)  # before the update: parameters stay finite
         grad_clipping(model, 1)
         updater(batch_size=1)  # the loss is already a mean
         metric.add(l * y.size, y.size)
+    return epoch_perplexity(metric), metric[1] / timer.stop()
+
+
+def check_finite_loss(l, i):
+    """Raise ``FloatingPointError`` unless the loss `l` is finite."""
+    if not math.isfinite(float(l)):
+        raise FloatingPointError(
+            f'the loss became {float(l)} at minibatch {i + 1}: training '
+            'diverged; lower the learning rate or clip the gradients harder.')
+
+
+def epoch_perplexity(metric):
+    """exp(mean loss) of an epoch: (loss sum, tokens) -> perplexity."""
     if metric[1] == 0:
         raise ValueError('train_iter yielded no minibatch: the text is too '
                          'short for this batch_size and num_steps.')
@@ -86,26 +118,14 @@ def train_epoch_ch8(model, train_iter, loss, updater, ctx, use_random_iter):
             f'the mean loss was {metric[0] / metric[1]:.3g} per token, so '
             'the perplexity overflows: training diverged; lower the learning '
             'rate or clip the gradients harder.')
-    return ppl, metric[1] / timer.stop()
+    return ppl
 
 
 def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
               use_random_iter=False, animator=None):
-    """Train `num_epochs` with SGD, plotting every 10 epochs (D2L 8.5.6).
-
-    As in the original, the perplexity of epochs 1, 11, 21, ... is plotted
-    (x = epoch number). `animator` receives the points (a default one
-    plots live in a notebook and stays silent elsewhere; a ``ProgressLog``
-    also keeps samples). Unlike the original, the prediction made every 10
-    epochs is not printed (in a notebook the original's live plot erased
-    it at once; in a terminal it scrolled by), and the function returns
-    the final perplexity. It prints the same three lines at the end.
-    """
+    """Train with SGD, plot every 10 epochs, return perplexity (D2L 8.5.6)."""
     check_positive(num_epochs=num_epochs)
-    # Infinity would turn the parameters into NaN at the first update.
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(
-            f'lr must be a positive number, and finite, got {lr!r}.')
+    check_positive_number(lr=lr)  # infinity would make the parameters NaN
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     if animator is None:
         animator = Animator(xlabel='epoch', ylabel='perplexity',
@@ -121,38 +141,98 @@ def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
         def updater(batch_size):
             return sgd(model.params, lr, batch_size)
 
-    def predict(prefix):
-        return predict_ch8(prefix, 50, model, vocab, ctx)
-
     for epoch in range(num_epochs):
-        try:
+        with in_epoch(epoch + 1):  # a divergence names its epoch
             ppl, speed = train_epoch_ch8(
                 model, train_iter, loss, updater, ctx, use_random_iter)
-        except FloatingPointError as e:
-            raise FloatingPointError(f'epoch {epoch + 1}: {e}') from None
         if epoch % 10 == 0:  # epochs 1, 11, 21, ...
             animator.add(epoch + 1, [ppl])
     print('Perplexity %.1f, %d tokens/sec on %s' % (ppl, speed, ctx))
-    print(predict('time traveller'))
-    print(predict('traveller'))
+    print(predict_ch8('time traveller', 50, model, vocab, ctx))
+    print(predict_ch8('traveller', 50, model, vocab, ctx))
     return ppl
 
 
-class ProgressLog:
-    """An `animator` for ``train_ch8`` that also measures the model on the way.
+@contextlib.contextmanager
+def in_epoch(epoch):
+    """Prefix a ``FloatingPointError`` raised inside with 'epoch N: '."""
+    try:
+        yield
+    except FloatingPointError as e:
+        raise FloatingPointError(f'epoch {epoch}: {e}') from None
 
-    ``train_ch8`` calls ``animator.add(epoch, [perplexity])`` at epochs 1,
-    11, 21, ...; this passes the point on to `animator` (if any) and calls
-    each of `measures` (functions of no argument, for example a greedy
-    continuation or a held-out perplexity) at that moment. ``rows`` then
-    holds one dict per call: ``epoch``, ``perplexity`` and one entry per
-    measure. The measures must not change the model: they run between two
-    epochs, so training goes on exactly as without them.
+
+def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
+                theta=1, state_mode='detach', on_step=None):
+    """One epoch like ``train_epoch_ch8``, with two switches.
+
+    `theta` is the clipping threshold; ``theta=None`` turns clipping off (the
+    norm is still measured). `state_mode` says what happens to the state
+    between sequential minibatches (exercise 5):
+
+    * ``'detach'``: ``state = tuple(s.detach() for s in state)``, as in
+      ``train_epoch_ch8``;
+    * ``'keep'``: the state is passed on untouched (the original's
+      ``for s in state: s.detach()`` discards the detached copies, so it
+      amounts to this);
+    * ``'retain'``: passed on untouched and ``backward(retain_graph=True)``,
+      so the graphs of earlier minibatches stay alive and the gradient of
+      each minibatch flows back through all earlier minibatches of the epoch.
+
+    With ``use_random_iter`` every minibatch starts from a fresh state, as in
+    ``train_epoch_ch8``. After every step ``on_step(loss, norm, seconds)`` is
+    called with the minibatch's mean loss, the global gradient norm before
+    clipping and the time the step took, all Python floats.
+
+    Returns ``(perplexity, tokens per second, finite)``. The perplexity sums
+    ``float(l) * y.size`` in float64 where ``train_epoch_ch8`` sums
+    ``l * y.size`` rounded to float32, so the two can differ in about the
+    eighth digit; the training itself is the same bit for bit. When the loss
+    stops being finite the epoch ends at once and ``finite`` is False (the
+    perplexity is then ``inf``): the caller decides what that means.
     """
+    _check_theta(theta)
+    if state_mode not in STATE_MODES:
+        raise ValueError(f'state_mode must be one of {STATE_MODES}, '
+                         f'got {state_mode!r}.')
+    state, timer = None, Timer()
+    metric = Accumulator(2)  # sum of losses over tokens, number of tokens
+    for X, Y in train_iter:
+        step = Timer()
+        if state is None or use_random_iter:
+            state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
+        elif state_mode == 'detach':
+            state = tuple(s.detach() for s in state)
+        y = Y.T.reshape(-1)
+        X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
+        with autograd.record():
+            py, state = model(X, state)
+            l = loss(py, y).mean()
+        l.backward(retain_graph=(state_mode == 'retain'))
+        norm = float(grad_clipping(model,
+                                   math.inf if theta is None else theta))
+        lval = float(l)
+        finite = math.isfinite(lval) and math.isfinite(norm)
+        if finite:
+            updater(batch_size=1)
+            metric.add(lval * y.size, y.size)
+        if on_step is not None:
+            on_step(lval, norm, step.stop())
+        if not finite:
+            return math.inf, metric[1] / timer.stop(), False
+    if metric[1] == 0:
+        raise ValueError(
+            'train_iter yielded no minibatch: the text is too short '
+            'for this batch_size and num_steps.')
+    return perplexity(metric[0], metric[1]), metric[1] / timer.stop(), True
+
+
+class ProgressLog:
+    """An `animator` for ``train_ch8`` that also measures the model."""
 
     def __init__(self, animator=None, **measures):
         self.animator, self.measures = animator, measures
-        self.rows = []
+        self.rows = []  # one dict per plotted epoch
 
     def add(self, x, y):
         if self.animator is not None:

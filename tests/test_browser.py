@@ -507,6 +507,19 @@ def test_no_test_machinery_on_the_page(site, page):
     assert not found, f'{page} shows test machinery ({len(found)} lines):\n  ' + '\n  '.join(found)
 
 
+@pytest.mark.parametrize('page', PAGES)
+def test_every_page_credits_the_original_and_states_the_licences(site, page):
+    """The original (D2L, CC BY-SA 4.0) is credited on each page, and the footer
+    names both licences, so that no page reads as all rights reserved."""
+    file = site / f'{page}.html'
+    if not file.is_file():
+        pytest.fail(f'{page}.html was not built: run `bash dev.sh book`.')
+    html = file.read_text(encoding='utf-8')
+    body, _, footer = html.partition('class="extra_footer"')
+    assert 'Dive into Deep Learning' in body, f'{page} does not credit the original'
+    assert 'CC BY-SA 4.0' in footer and 'MIT' in footer, f'{page}: footer without licences'
+
+
 def test_the_layout_check_catches_a_cut_line(tmp_path):
     """The measurer itself: each kind of cut or scrolled element must be reported."""
     long = 'x = ' + '1 + ' * 60 + '1'

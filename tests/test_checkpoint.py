@@ -3,12 +3,19 @@
 Unit tests of ``d2lrnn.checkpoint`` itself, in this process; the command line's
 behaviour around them is in test_cli.py.
 """
+import contextlib
 import io
 import json
 import math
 import os
+import pwd
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
+import tracemalloc
+from pathlib import Path
 
 import numpy as onp
 import pytest
@@ -74,6 +81,11 @@ def load_within(directory, seconds=10):
     return outcome[0]
 
 
+def test_a_checkpoint_loads_in_any_thread(saved):
+    """MXNet's NumPy shapes are on only in the thread that imported d2lrnn."""
+    assert load_within(saved) is None
+
+
 def manifest_entry(directory, role):
     return json.loads((directory / ckpt.MANIFEST).read_text())['files'][role]
 
@@ -117,29 +129,125 @@ def test_a_manifest_that_is_a_directory_is_refused(saved):
     assert 'manifest.json is not a regular file' in str(error)
 
 
-def test_no_more_than_the_stated_size_is_read(saved, monkeypatch):
-    entry = manifest_entry(saved, 'params')
-    with open(saved / entry['name'], 'ab') as f:
-        f.write(b'\0' * 10_000_000)  # a file that grew: read only bytes + 1 of it
-    reads = []
-    monkeypatch.setattr(ckpt.os, 'fdopen', lambda fd, mode: Reader(fd, reads))
-    error = load_within(saved)
-    assert isinstance(error, ckpt.CheckpointError)
-    assert f'{entry["name"]} is larger than {entry["bytes"]} bytes' in str(error)
-    # The manifest (bounded by MAX_MANIFEST_BYTES), then the params: bytes + 1.
-    assert reads == [ckpt.MAX_MANIFEST_BYTES + 1, entry['bytes'] + 1]
-
-
 class Reader(io.FileIO):
-    """A file object that records how many bytes each read asks for."""
+    """A file object that records (file name, bytes asked for) of each read."""
 
     def __init__(self, fd, reads):
         super().__init__(fd, 'rb')
-        self.reads = reads
+        self.reads, self.path = reads, os.readlink(f'/proc/self/fd/{fd}')
 
     def read(self, size=-1):
-        self.reads.append(size)
+        self.reads.append((os.path.basename(self.path), size))
         return super().read(size)
+
+
+@pytest.fixture()
+def reads(monkeypatch):
+    """Every read of a checkpoint file, as (file name, bytes asked for)."""
+    reads = []
+    monkeypatch.setattr(ckpt.os, 'fdopen', lambda fd, mode: Reader(fd, reads))
+    return reads
+
+
+def test_a_file_larger_than_the_manifest_says_is_refused_unread(saved, reads):
+    entry = manifest_entry(saved, 'params')
+    with open(saved / entry['name'], 'ab') as f:
+        f.write(b'\0' * 10_000_000)
+    error = load_within(saved)
+    assert isinstance(error, ckpt.CheckpointError)
+    assert (f'{entry["name"]} has {entry["bytes"] + 10_000_000} bytes, the manifest says '
+            f'{entry["bytes"]}') in str(error)
+    assert entry['name'] not in {name for name, _ in reads}
+
+
+def test_a_file_that_grows_while_it_is_read_is_read_no_further(saved, reads, monkeypatch):
+    """As if it grew between the size check and the reading: bytes + 1 read, in chunks."""
+    entry = manifest_entry(saved, 'params')
+    with open(saved / entry['name'], 'ab') as f:
+        f.write(b'\0' * 3 * ckpt.READ_CHUNK)
+    real_fstat = os.fstat
+
+    def fstat(fd):
+        found = real_fstat(fd)
+        if os.readlink(f'/proc/self/fd/{fd}').endswith(entry['name']):
+            return os.stat_result((*found[:6], entry['bytes'], *found[7:]))
+        return found
+    monkeypatch.setattr(ckpt.os, 'fstat', fstat)
+    monkeypatch.setattr(ckpt, 'READ_CHUNK', 100)
+    error = load_within(saved)
+    assert f'{entry["name"]} is larger than {entry["bytes"]} bytes' in str(error)
+    sizes = [size for name, size in reads if name == entry['name']]
+    assert max(sizes) <= 100 and sum(sizes) == entry['bytes'] + 1
+
+
+HOSTILE_SIZES = [2 ** 63, 2 ** 63 - 1, 10 ** 30, 2 ** 62, 2 ** 40]
+
+
+def set_declared_size(directory, role, size):
+    manifest = json.loads((directory / ckpt.MANIFEST).read_text())
+    manifest['files'][role]['bytes'] = size
+    (directory / ckpt.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize('size', HOSTILE_SIZES)
+@pytest.mark.parametrize('role', ['params', 'vocab'])
+def test_a_size_no_checkpoint_has_is_refused_before_any_read(saved, reads, role, size):
+    set_declared_size(saved, role, size)
+    error = load_within(saved)
+    assert isinstance(error, ckpt.CheckpointError), repr(error)
+    assert (f'manifest.json gives {manifest_entry(saved, role)["name"]} {size:,} bytes; '
+            f'no {role} file of d2lrnn has more than {ckpt.MAX_BYTES[role]:,})') in str(error)
+    assert '\n' not in str(error)
+    assert {name for name, _ in reads} == {ckpt.MANIFEST}
+
+
+def test_the_size_bounds_hold_the_largest_model_the_command_line_accepts():
+    from d2lrnn import cli
+    assert ckpt.MAX_ARRAY_SIZE == cli.MAX_ARRAY_SIZE
+    # The largest hidden size of a character vocabulary of 28, and the largest vocabulary
+    # of one hidden unit: every array within MXNet's limit, as cli.check_model_size asks.
+    for vocab_size, num_hiddens in ((28, math.isqrt(ckpt.MAX_ARRAY_SIZE)),
+                                    (ckpt.MAX_ARRAY_SIZE, 1)):
+        shapes = ckpt.param_shapes(vocab_size, num_hiddens)
+        assert max(math.prod(shape) for shape in shapes.values()) <= ckpt.MAX_ARRAY_SIZE
+        assert (ckpt.params_bytes(vocab_size, num_hiddens) + ckpt.PARAMS_OVERHEAD
+                <= ckpt.MAX_PARAMS_BYTES)
+
+
+def test_a_size_within_bounds_reads_only_what_the_file_holds(saved):
+    """The vocab file is small; the manifest says 256 MiB: nothing that large is allocated."""
+    entry = manifest_entry(saved, 'vocab')
+    set_declared_size(saved, 'vocab', ckpt.MAX_JSON_BYTES)
+    tracemalloc.start()
+    try:
+        error = load_within(saved)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (f'{entry["name"]} has {entry["bytes"]} bytes, the manifest says '
+            f'{ckpt.MAX_JSON_BYTES}') in str(error)
+    assert peak < 16 * 2 ** 20, peak
+
+
+def test_a_params_file_larger_than_its_model_is_refused_unread(saved, reads):
+    name = manifest_entry(saved, 'params')['name']
+    set_declared_size(saved, 'params', 2 ** 32 + 10)
+    error = load_within(saved)
+    assert ('does not fit together: '
+            f'{name} has 4,294,967,306 bytes, but 5 tokens and num_hiddens=4 need '
+            f'about {ckpt.params_bytes(5, 4):,}') in str(error)
+    assert name not in {name for name, _ in reads}
+
+
+def test_a_params_file_larger_than_mxnet_parses_is_refused_unread(saved, reads):
+    """MXNet 1.9's load_frombuffer takes a 32-bit length: a longer file cannot be parsed."""
+    rewrite_json(saved, 'config', json.dumps({'num_hiddens': 40_000}).encode())
+    name = manifest_entry(saved, 'params')['name']
+    set_declared_size(saved, 'params', 2 ** 32 + 10)
+    error = load_within(saved)
+    assert (f'is too large to load: {name} has 4,294,967,306 bytes, and MXNet 1.9 parses '
+            'at most 4,294,967,295 from memory') in str(error)
+    assert name not in {name for name, _ in reads}
 
 
 def test_a_manifest_larger_than_a_manifest_can_be_is_refused(saved):
@@ -178,6 +286,89 @@ def test_a_negative_size_in_the_manifest_is_refused(saved):
     assert 'does not name its files' in str(load_within(saved))
 
 
+def rewrite_params(directory, arrays):
+    """Replace the params file by MXNet's file of `arrays`, with a manifest that agrees."""
+    path = directory / 'arrays.params'
+    ckpt.npx.save(str(path), {name: ckpt.np.array(array, dtype=array.dtype)
+                              for name, array in arrays.items()})
+    data = path.read_bytes()
+    path.unlink()
+    entry = ckpt._entry('params', data)
+    (directory / entry['name']).write_bytes(data)
+    manifest = json.loads((directory / ckpt.MANIFEST).read_text())
+    manifest['files']['params'] = entry
+    (directory / ckpt.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize('dtype', ['int32', 'float64', 'float16', 'uint8'])
+def test_parameters_of_another_type_than_float32_are_refused(saved, dtype):
+    """Hash and size agree: the numbers are what is wrong."""
+    params = small_checkpoint().params
+    rewrite_params(saved, {name: (array * 10).astype(dtype) for name, array in params.items()})
+    with pytest.raises(ckpt.CheckpointError) as caught:
+        ckpt.load(saved)
+    assert f'W_xh holds {dtype}, not float32' in str(caught.value)
+    assert '\n' not in str(caught.value)
+
+
+def test_parameters_too_large_for_the_memory_here_are_said_to_be(saved, monkeypatch):
+    def no_memory(data):
+        raise MemoryError
+    monkeypatch.setattr(ckpt.mx.nd, 'load_frombuffer', no_memory)
+    error = load_within(saved)
+    size = manifest_entry(saved, 'params')['bytes']
+    assert f'does not fit in the memory here: its parameter file has {size:,} bytes' in str(error)
+    assert 'damaged' not in str(error)
+
+
+def test_a_file_too_large_to_read_into_memory_is_said_to_be(saved, monkeypatch):
+    class NoMemory(io.FileIO):
+        def read(self, size=-1):
+            raise MemoryError
+    monkeypatch.setattr(ckpt.os, 'fdopen', lambda fd, mode: NoMemory(fd, 'rb'))
+    error = load_within(saved)
+    assert 'does not fit in the memory here: manifest.json' in str(error)
+
+
+def generate(directory):
+    """`python -m d2lrnn generate --checkpoint DIRECTORY`: the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', 'd2lrnn', 'generate', '--checkpoint',
+                           str(directory), '--prefix', 'ab', '--device', 'cpu'],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def declare_huge_params(directory):
+    set_declared_size(directory, 'params', 2 ** 63)
+
+
+def declare_huge_vocab(directory):
+    set_declared_size(directory, 'vocab', 10 ** 30)
+
+
+def declare_terabyte_params(directory):
+    set_declared_size(directory, 'params', 2 ** 40)
+
+
+def store_int32_params(directory):
+    params = small_checkpoint().params
+    rewrite_params(directory, {name: array.astype('int32') for name, array in params.items()})
+
+
+@pytest.mark.parametrize('damage, message', [
+    (declare_huge_params, 'params-'),
+    (declare_huge_vocab, 'vocab-'),
+    (declare_terabyte_params, '1,099,511,627,776 bytes; no params file of d2lrnn'),
+    (store_int32_params, 'W_xh holds int32, not float32'),
+])
+def test_the_command_line_refuses_a_hostile_checkpoint_in_one_line(saved, damage, message):
+    damage(saved)
+    result = generate(saved)
+    assert result.returncode == 1 and result.stdout == ''
+    assert result.stderr.startswith(f'd2lrnn: error: the checkpoint in {saved} is damaged (')
+    assert message in result.stderr and result.stderr.count('\n') == 1, result.stderr
+
+
 def test_a_params_file_mxnet_cannot_parse_is_refused_without_its_traceback(saved):
     entry = manifest_entry(saved, 'params')
     data = b'not mxnet at all' * 10
@@ -207,12 +398,45 @@ def test_loading_writes_no_file_anywhere(saved, tmp_path, monkeypatch):
     assert sorted(p.name for p in saved.iterdir()) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason='root reads files whatever their mode')
-def test_a_file_the_user_may_not_read_is_not_called_damaged(saved):
-    entry = manifest_entry(saved, 'params')
-    (saved / entry['name']).chmod(0)
-    error = load_within(saved)
-    assert 'permission denied' in str(error) and 'damaged' not in str(error)
+def test_a_file_the_user_may_not_read_is_not_called_damaged(shared_checkpoint):
+    entry = manifest_entry(shared_checkpoint, 'params')
+    (shared_checkpoint / entry['name']).chmod(0)
+    with second_user():
+        error = load_within(shared_checkpoint)
+    assert (f'{shared_checkpoint / entry["name"]} cannot be read (permission denied)'
+            in str(error)) and 'damaged' not in str(error)
+
+
+@contextlib.contextmanager
+def second_user():
+    """As root (as CI runs), act as `nobody` inside the block: root reads any file.
+
+    Only the effective ids change, so root's come back afterwards; the kernel, not
+    a stand-in, refuses the reading.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    nobody = pwd.getpwnam('nobody')
+    os.setegid(nobody.pw_gid)
+    os.seteuid(nobody.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture()
+def shared_checkpoint():
+    """A checkpoint another user may reach (pytest's tmp_path is private to its user)."""
+    directory = Path(tempfile.mkdtemp(prefix='d2lrnn-test-'))
+    try:
+        directory.chmod(0o755)
+        ckpt.save(directory / 'run', small_checkpoint())
+        yield directory / 'run'
+    finally:
+        shutil.rmtree(directory)
 
 
 def test_a_file_name_ending_in_a_newline_is_not_one_of_ours(saved):

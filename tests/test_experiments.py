@@ -117,3 +117,9 @@ def test_train_run_rejects_bad_arguments(kwargs, message):
     lr, num_epochs = args.pop('lr'), args.pop('num_epochs')
     with pytest.raises(ValueError, match=message):
         E.train_run(model, data, lr, num_epochs, CTX, **args)
+
+
+def test_train_epoch_lives_beside_train_epoch_ch8_and_is_still_importable_here():
+    from d2lrnn import optim, train
+    assert E.train_epoch is train.train_epoch is optim.train_epoch
+    assert E.STATE_MODES is train.STATE_MODES

@@ -1,9 +1,18 @@
 """Importing d2lrnn, and plotting outside a notebook, print nothing at all; on
-Python 3.12 MXNet works however it is imported (d2lrnn/_compat.py)."""
+Python 3.12 MXNet works however it is imported (d2lrnn/_compat.py); try_gpu
+falls back from a GPU that cannot run MXNet's kernels in one line."""
 import os
 import subprocess
 import sys
 import types
+
+import mxnet as mx
+import pytest
+from mxnet import npx
+from mxnet.base import MXNetError
+
+import d2lrnn
+from d2lrnn import utils
 
 
 def run_quietly(code):
@@ -107,3 +116,95 @@ def test_d2l_reference_imports_so_its_comparisons_run():
     result = run_quietly('import d2l.mxnet as d2l\n'
                          'assert hasattr(d2l, "RNNScratch")\n')
     assert result.returncode == 0, result.stderr
+
+
+# --- try_gpu: a GPU that MXNet reports must also run its kernels ---
+
+# What MXNet 1.9.1's CUDA wheels (kernels for compute capability 5.0-8.6, no
+# PTX) say on a Hopper GPU when the first kernel runs.
+HOPPER = ('Traceback (most recent call last):\n'
+          '  File "../src/engine/threaded_engine.cc", line 331\n'
+          'MXNetError: Check failed: e == cudaSuccess || e == cudaErrorCudartUnloading: '
+          'CUDA: no kernel image is available for execution on the device')
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend MXNet sees `n` GPUs; the devices are checked afresh."""
+    def _pretend(n):
+        monkeypatch.setattr(utils.npx, 'num_gpus', lambda: n)
+    utils._working_gpu.cache_clear()
+    yield _pretend
+    utils._working_gpu.cache_clear()
+
+
+def test_try_gpu_without_a_gpu_is_the_cpu_and_says_nothing(gpus, capsys):
+    gpus(0)
+    assert d2lrnn.try_gpu() == npx.cpu()
+    assert capsys.readouterr() == ('', '')
+
+
+def test_a_gpu_that_runs_is_kept(gpus, monkeypatch, capsys):
+    gpus(2)
+    ran = []
+    monkeypatch.setattr(utils, '_run_one_operation', ran.append)
+    assert d2lrnn.try_gpu(1) == npx.gpu(1)
+    assert ran == [npx.gpu(1)]
+    assert capsys.readouterr() == ('', '')
+
+
+def test_a_gpu_without_kernels_falls_back_to_the_cpu_in_one_line(gpus, monkeypatch, capsys):
+    gpus(1)
+
+    def fail(ctx):
+        raise MXNetError(HOPPER)
+
+    monkeypatch.setattr(utils, '_run_one_operation', fail)
+    monkeypatch.setattr(utils, '_gpu_name',
+                        lambda i: 'NVIDIA H100 80GB HBM3, compute capability 9.0')
+    assert d2lrnn.try_gpu() == npx.cpu()
+    assert d2lrnn.try_gpu() == npx.cpu()  # checked once: no second line
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert err == ('d2lrnn: gpu(0) (NVIDIA H100 80GB HBM3, compute capability 9.0) '
+                   'cannot run MXNet: MXNetError: Check failed: e == cudaSuccess || '
+                   'e == cudaErrorCudartUnloading: CUDA: no kernel image is available '
+                   'for execution on the device; using the CPU instead.\n')
+
+
+def test_the_operation_really_runs_on_the_gpu(gpus, capsys):
+    # Nothing mocked but the count: MXNet built without CUDA fails the
+    # operation, one built with it runs it on gpu(0).
+    gpus(1)
+    cuda = mx.runtime.Features().is_enabled('CUDA')
+    assert d2lrnn.try_gpu() == (npx.gpu(0) if cuda else npx.cpu())
+    err = capsys.readouterr().err
+    assert err == '' if cuda else (err.count('\n') == 1 and err.startswith('d2lrnn: gpu(0)')
+                                   and err.endswith('; using the CPU instead.\n'))
+
+
+@pytest.mark.parametrize('i', [-1, 0.0, '0', None])
+def test_try_gpu_refuses_an_index_that_is_not_a_count(i):
+    with pytest.raises(ValueError, match=f'i must be an integer >= 0, got {i!r}'):
+        d2lrnn.try_gpu(i)
+
+
+def test_the_gpu_is_named_by_nvidia_smi_as_cuda_numbers_it(monkeypatch):
+    asked = []
+
+    def nvidia_smi(cmd, **kwargs):
+        asked.append(cmd[1])
+        return subprocess.CompletedProcess(cmd, 0, stdout='NVIDIA H100 80GB HBM3, 9.0\n')
+
+    monkeypatch.setattr(utils.subprocess, 'run', nvidia_smi)
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,GPU-5e1f')
+    assert utils._gpu_name(1) == 'NVIDIA H100 80GB HBM3, compute capability 9.0'
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES')
+    utils._gpu_name(1)
+    assert asked == ['--id=GPU-5e1f', '--id=1']
+
+    def missing(cmd, **kwargs):
+        raise FileNotFoundError(cmd[0])
+
+    monkeypatch.setattr(utils.subprocess, 'run', missing)
+    assert utils._gpu_name(0) == ''

@@ -1,11 +1,13 @@
 """Character n-gram count models (d2lrnn.ngram): distributions, hand-worked numbers, errors."""
 import json
 import math
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from d2lrnn import ngram
 from d2lrnn.ngram import NGramLM, kn_discounts, ngram_perplexity
 
 # The hand-worked examples: a vocabulary of 3 tokens {0, 1, 2}; 0 never occurs.
@@ -148,6 +150,78 @@ def test_a_longer_context_helps_on_a_repetitive_text():
     text = [1, 2, 3, 4] * 50
     perplexities = [ngram_perplexity(text, text, 5, n) for n in (1, 2)]
     assert perplexities[0] > 3.5 and perplexities[1] < 1.2
+
+
+# ---------------------------------------------------------------- memory
+
+def test_an_order_whose_index_cannot_fit_is_refused_before_allocating(monkeypatch):
+    """The index holds order + 1 numbers per token: 8 GB for 1,000 tokens at order 10**6."""
+    monkeypatch.setattr(ngram, 'memory_limit', lambda: 2 * 10 ** 9)
+    ids = random_text(28, 1000, seed=0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=(
+                r'order 1,000,000 over a vocabulary of 28 needs about \d\.\d GB to fit 1,000 '
+                r'tokens, more than the 2\.0 GB of memory here')):
+            NGramLM(10 ** 6, 28).fit(ids)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 ** 6
+
+
+def test_scoring_and_long_contexts_are_checked_too(monkeypatch):
+    model = NGramLM(10 ** 4, 28).fit(random_text(28, 200, seed=0))
+    monkeypatch.setattr(ngram, 'memory_limit', lambda: 10 ** 8)
+    long_text = random_text(28, 100_000, seed=1)
+    with pytest.raises(MemoryError, match=r'needs about 8\.0 GB to score 100,000 tokens'):
+        model.perplexity(long_text)
+    with pytest.raises(MemoryError, match=r'0\.8 GB to score the next token after 9,999 tokens'):
+        model.probs(long_text)
+    vocabulary = NGramLM(2, 10 ** 9).fit([1, 2, 3])
+    with pytest.raises(MemoryError, match=r'vocabulary of 1,000,000,000 needs about 32\.0 GB'):
+        vocabulary.probs([1])
+
+
+@pytest.mark.parametrize('order, vocab_size, length', [
+    (3000, 28, 10), (1000, 28, 1000), (8, 28, 50_000), (3, 10 ** 5, 30_000), (300, 2, 3000),
+    (1, 5, 10)])
+def test_the_memory_estimate_bounds_what_fitting_and_scoring_take(order, vocab_size, length):
+    """On uniform random text, which has about as many n-grams as the bound allows."""
+    ids = np.random.default_rng(order).integers(0, vocab_size, length)
+    context = ids[length - min(length, order - 1):]
+    model = NGramLM(order, vocab_size)
+    for task, estimate in (
+            (lambda: model.fit(ids), model.needed_bytes(length, fitting=True)),
+            (lambda: model.log_probs(ids), model.needed_bytes(length)),
+            (lambda: model.probs(context), model.needed_bytes(len(context), distributions=1))):
+        tracemalloc.start()
+        try:
+            task()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # An upper bound, and not so loose that it refuses what would fit.
+        assert peak <= estimate <= 2 * peak + ngram.BASE_BYTES, (peak, estimate)
+
+
+def test_the_ngram_count_bound_is_the_count_of_every_possible_ngram():
+    for order, vocab_size, length in [(5, 3, 40), (1, 7, 5), (9, 1, 6), (4, 2, 2), (3, 50, 9)]:
+        possible = sum(min(vocab_size ** k, length - k + 1) for k in range(1, min(order, length) + 1))
+        assert ngram._num_ngrams(order, vocab_size, length) == possible
+
+
+def test_the_memory_limit_follows_ulimit(monkeypatch):
+    real = ngram.resource.getrlimit
+    monkeypatch.setattr(ngram.resource, 'getrlimit', lambda which: (
+        (3 * 10 ** 8, 3 * 10 ** 8) if which == ngram.resource.RLIMIT_AS else real(which)))
+    assert ngram.memory_limit() == 3 * 10 ** 8
+
+
+def test_a_vocabulary_too_large_for_int64_codes_is_refused():
+    with pytest.raises(ValueError, match='vocab_size 10,000,000,000,000,000 is too large for a '
+                                         'text of 1,200 tokens'):
+        NGramLM(2, 10 ** 16).fit([1, 2, 3] * 400)
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -93,6 +93,35 @@ def test_bad_optimizer_settings_are_refused():
         Adam(params, weight_decay=-1)
 
 
+@pytest.mark.parametrize('lr', [math.nan, math.inf, -math.inf, -0.1, '1', True,
+                                onp.float32('nan')])
+def test_a_step_size_that_would_ruin_the_parameters_is_refused(lr):
+    params = arrays_with_grads([[1.0, 2.0]], [[0.5, -0.5]])
+    adam = Adam(params, lr=0.1)
+    adam.step()
+    before = [a.asnumpy().copy() for a in (*params, *adam.m, *adam.v)]
+    with pytest.raises(ValueError, match='lr must be a finite number >= 0, got'):
+        adam.step(lr)
+    assert adam.t == 1  # nothing changed: no NaN parameters, no step counted
+    for a, b in zip((*params, *adam.m, *adam.v), before):
+        assert (a.asnumpy() == b).all()
+
+
+def test_a_step_of_size_zero_moves_nothing():
+    """What a schedule ending at final_lr=0 gives from total_steps on."""
+    params = arrays_with_grads([[1.0, 2.0]], [[0.5, -0.5]])
+    adam = Adam(params, lr=0.1)
+    adam.step(cosine_schedule(0.1, 10)(10))
+    assert adam.t == 1 and params[0].asnumpy().tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize('step', [-1, 1.5, math.nan, None, True])
+def test_the_schedule_refuses_a_step_that_is_not_a_count(step):
+    lr = cosine_schedule(1.0, total_steps=110, warmup_steps=10)
+    with pytest.raises(ValueError, match='step must be an integer >= 0'):
+        lr(step)
+
+
 def test_cosine_schedule():
     lr = cosine_schedule(1.0, total_steps=110, warmup_steps=10, final_lr=0.1)
     assert [lr(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])

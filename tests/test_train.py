@@ -249,9 +249,13 @@ def test_a_huge_learning_rate_is_reported_as_divergence(seed, ctx, make_model):
 
 
 @pytest.mark.parametrize('lr, num_epochs, message', [
-    (0, 1, 'lr must be a positive number'), (-1, 1, 'lr must be a positive number'),
-    (float('nan'), 1, 'lr must be a positive number'),
-    (1, 0, 'num_epochs must be a positive integer')])
+    (0, 1, 'lr must be a finite number > 0, got 0'), (-1, 1, 'lr must be a finite number > 0'),
+    (float('nan'), 1, 'lr must be a finite number > 0'),
+    ('1', 1, "lr must be a finite number > 0, got '1'"),  # once a raw TypeError
+    (None, 1, 'lr must be a finite number > 0, got None'),
+    (True, 1, 'lr must be a finite number > 0, got True'),
+    (1, 0, 'num_epochs must be a positive integer'),
+    (1, 2.0, 'num_epochs must be a positive integer, got 2.0')])
 def test_train_ch8_refuses_bad_settings(ctx, make_model, lr, num_epochs, message):
     train_iter, vocab = d2lrnn.load_data_time_machine(4, 10, max_tokens=1000)
     with pytest.raises(ValueError, match=message):
@@ -273,14 +277,14 @@ def test_train_ch8_refuses_a_learning_rate_that_is_not_finite(ctx, make_model, l
     train_iter, vocab = d2lrnn.load_data_time_machine(4, 10, max_tokens=1000)
     model = make_model(len(vocab), 8)
     before = [p.copy() for p in model.params]
-    with pytest.raises(ValueError, match='lr must be a positive number, and finite'):
+    with pytest.raises(ValueError, match='lr must be a finite number > 0'):
         d2lrnn.train_ch8(model, train_iter, vocab, lr, 1, ctx,
                          animator=d2lrnn.Animator(display=False))
     for p, q in zip(model.params, before):
         assert (p == q).all()
 
 
-@pytest.mark.parametrize('theta', [0, -1, float('nan'), -math.inf])
+@pytest.mark.parametrize('theta', [0, -1, float('nan'), -math.inf, '1', None, True])
 def test_grad_clipping_refuses_a_threshold_that_is_not_positive(theta):
     """-1 would reverse the gradients, 0 zero them and NaN turn clipping off."""
     model = Params(GRADS)
