@@ -16,7 +16,8 @@ import math
 import numpy as onp
 from mxnet import gluon, np
 
-from .data import _sequential_batches, check_positive
+from .checks import check_positive
+from .data import _sequential_batches
 from .utils import Accumulator, perplexity
 
 

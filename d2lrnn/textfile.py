@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as onp
 
-from .data import (TIME_MACHINE, TIME_MACHINE_SHA1, Vocab, check_sha1,
-                   preprocess_lines)
+from .checks import check_sha1
+from .data import TIME_MACHINE, TIME_MACHINE_SHA1, Vocab, preprocess_lines
 
 # Read at a time when scanning; a TextReader starts reading a stretch about
 # this far before its first character at most.

@@ -1,4 +1,5 @@
 """d2lrnn.optim (Adam, schedule, averaging, fit); FastRNNScratch's dropout."""
+import math
 import random
 
 import mxnet as mx

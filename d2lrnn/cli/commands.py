@@ -13,6 +13,7 @@ from mxnet import np, npx
 
 from .. import checkpoint as ckpt
 from .. import pretrained
+from ..checks import check_positive
 from ..data import clean
 from ..evaluate import (bits_per_char, evaluate_perplexity,
                         seq_data_stream_eval, split_train_valid_test)
@@ -154,11 +155,14 @@ def cmd_evaluate(args):
                        'score; give one.')
     checkpoint = ckpt.load(args.checkpoint)
     config, vocab = checkpoint.config, checkpoint.vocab
-    if not all(is_int(config.get(key)) and config[key] > 0
-               for key in ('batch_size', 'num_steps')):
+    try:
+        check_positive(batch_size=config.get('batch_size'),
+                       num_steps=config.get('num_steps'))
+    except ValueError:
         raise CLIError(
             f'the checkpoint in {args.checkpoint} has no valid batch_size '
-            'and num_steps in its config, which scoring needs; train again.')
+            'and num_steps in its config, which scoring needs; train '
+            'again.') from None
     text = scan_text(args.text, evaluate_max_tokens(args, config), keep=False)
     scored, where = scored_part(text.length, args)
     num_steps = config['num_steps']

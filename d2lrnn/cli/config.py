@@ -12,10 +12,24 @@ import re
 from pathlib import Path
 
 from .. import checkpoint as ckpt
-from ..data import check_corpus_length
+from ..checks import check_corpus_length, check_fraction, check_positive
 from ..evaluate import split_corpus
 from ..textfile import describe_text, scan_text
 from .errors import CLIError
+
+
+def check_that(test, wanted):
+    """A check in the manner of ``d2lrnn.checks``, for a rule it lacks.
+
+    ``check(name=value)`` raises ``ValueError('name must be WANTED, got
+    value.')`` unless ``test(value)``.
+    """
+    def check(**values):
+        for name, value in values.items():
+            if not test(value):
+                raise ValueError(f'{name} must be {wanted}, got {value!r}.')
+    return check
+
 
 # The section's settings (D2L 8.5.6), except for the number of epochs it
 # trains (500).
@@ -30,25 +44,28 @@ OPTION_KEYS = {'hidden': 'num_hiddens', 'lr': 'lr', 'epochs': 'num_epochs',
 # The learning rate reaches MXNet as a float32 scalar, which refuses
 # numbers outside float32's normal range (say 1e-310).
 FLOAT32_TINY, FLOAT32_MAX = 1.1754944e-38, 3.4028235e38
-# What each configuration value must be: (test, what the message says).
-CONFIG_RULES = {
-    'num_hiddens': (lambda v: is_int(v) and v > 0, 'a positive integer'),
-    'num_epochs': (lambda v: is_int(v) and v > 0, 'a positive integer'),
-    'batch_size': (lambda v: is_int(v) and v > 0, 'a positive integer'),
-    'num_steps': (lambda v: is_int(v) and v > 0, 'a positive integer'),
-    'lr': (lambda v: is_real(v) and FLOAT32_TINY <= v <= FLOAT32_MAX,
-           'a positive number'),
-    'use_random_iter': (lambda v: isinstance(v, bool), 'true or false'),
-    'max_tokens': (lambda v: is_int(v) and (v > 0 or v == -1),
-                   'an integer'),
-    'seed': (lambda v: is_int(v) and 0 <= v < 2 ** 32,
-             'an integer from 0 to 2**32 - 1'),
-    'val_fraction': (lambda v: is_real(v) and 0 <= v < 1,
-                     'at least 0 and below 1'),
-    'text': (lambda v: v is None or isinstance(v, str), 'a path or null'),
-    'text_sha256': (lambda v: isinstance(v, str), 'a SHA-256'),
+check_learning_rate = check_that(
+    lambda v: is_real(v) and FLOAT32_TINY <= v <= FLOAT32_MAX,
+    'a positive number')
+# A seed that both Python's random and MXNet accept.
+check_seed = check_that(lambda v: is_int(v) and 0 <= v < 2 ** 32,
+                        'an integer from 0 to 2**32 - 1')
+# What each configuration value must be: d2lrnn.checks' rule where it has
+# one, as the functions of the book check their arguments.
+CONFIG_CHECKS = {
+    'num_hiddens': check_positive, 'num_epochs': check_positive,
+    'batch_size': check_positive, 'num_steps': check_positive,
+    'lr': check_learning_rate,
+    'use_random_iter': check_that(lambda v: isinstance(v, bool),
+                                  'true or false'),
+    'max_tokens': check_that(lambda v: is_int(v) and (v > 0 or v == -1),
+                             'an integer'),
+    'seed': check_seed,
+    'val_fraction': check_fraction,
+    'text': check_that(lambda v: v is None or isinstance(v, str),
+                       'a path or null'),
+    'text_sha256': check_that(lambda v: isinstance(v, str), 'a SHA-256'),
 }
-MAX_ARRAY_SIZE = 2 ** 31 - 1  # numbers per array in MXNet's usual build
 # Copies of the parameters a run holds: the parameters, their gradients,
 # the snapshot of the last epoch and the one being saved.
 PARAM_COPIES = 4
@@ -128,9 +145,11 @@ def is_real(value):
 
 def first_bad_value(config):
     """'KEY must be ..., got VALUE' for the first bad value, or None."""
-    for key, (valid, wanted) in CONFIG_RULES.items():
-        if not valid(config[key]):
-            return f'{key} must be {wanted}, got {config[key]!r}'
+    for key, check in CONFIG_CHECKS.items():
+        try:
+            check(**{key: config[key]})
+        except ValueError as e:
+            return str(e).removesuffix('.')
     return None
 
 
@@ -201,12 +220,13 @@ def check_model_size(vocab_size, config):
     shapes = ckpt.param_shapes(vocab_size, hidden)
     numbers = sum(math.prod(shape) for shape in shapes.values())
     largest = max(shapes, key=lambda name: math.prod(shapes[name]))
-    if math.prod(shapes[largest]) > MAX_ARRAY_SIZE:
+    limit = ckpt.MAX_ARRAY_SIZE  # numbers per array in MXNet's usual build
+    if math.prod(shapes[largest]) > limit:
         raise CLIError(
             f'--hidden {hidden} makes {largest} a {shapes[largest]} array of '
             f'{math.prod(shapes[largest]):,} numbers, more than MXNet\'s '
-            f'limit of {MAX_ARRAY_SIZE:,} per array; choose at most '
-            f'{math.isqrt(MAX_ARRAY_SIZE)} hidden units.')
+            f'limit of {limit:,} per array; choose at most '
+            f'{math.isqrt(limit)} hidden units.')
     needed = PARAM_COPIES * 4 * numbers  # float32
     memory = physical_memory()
     if memory is not None and needed > memory:

@@ -4,10 +4,11 @@ A malformed command line ends with one line, ``d2lrnn: error: ...``, and
 exit status 2; each number is checked as it is read.
 """
 import argparse
-import math
 
+from ..checks import check_fraction, check_positive, check_positive_number
 from .commands import cmd_build_native, cmd_evaluate, cmd_generate, cmd_train
-from .config import DEFAULTS, FLOAT32_MAX, FLOAT32_TINY
+from .config import (DEFAULTS, FLOAT32_MAX, FLOAT32_TINY,
+                     check_learning_rate, check_seed)
 from .errors import EXIT_USAGE, PROG
 
 
@@ -19,30 +20,33 @@ class Parser(argparse.ArgumentParser):
                   f'{PROG}: error: {message} (see `{self.prog} --help`)\n')
 
 
-def number_type(convert, accept, wanted):
-    """An argparse type: `convert` the text, then require `accept(value)`."""
+def argument_type(convert, check, wanted):
+    """An argparse type: `convert` the text, then `check` the value.
+
+    `check` is one of ``d2lrnn.checks``, or of ``config`` for a rule they
+    lack: the options are checked as the book's functions check their
+    arguments, and as a resumed configuration is checked.
+    """
     def parse(text):
         try:
             value = convert(text)
+            check(value=value)
         except ValueError:
-            value = None
-        if value is None or not accept(value):
             raise argparse.ArgumentTypeError(
-                f'must be {wanted}, got {text!r}')
+                f'must be {wanted}, got {text!r}') from None
         return value
     return parse
 
 
-positive_int = number_type(int, lambda v: v > 0, 'a positive integer')
-positive_float = number_type(float, lambda v: 0 < v < math.inf,
-                             'a positive number')
-learning_rate = number_type(
-    float, lambda v: FLOAT32_TINY <= v <= FLOAT32_MAX,
+positive_int = argument_type(int, check_positive, 'a positive integer')
+positive_float = argument_type(float, check_positive_number,
+                               'a positive number')
+learning_rate = argument_type(
+    float, check_learning_rate,
     f'a positive number from {FLOAT32_TINY:.2g} to {FLOAT32_MAX:.2g} '
     '(float32)')
-# A seed that both Python's random and MXNet accept.
-seed_int = number_type(int, lambda v: 0 <= v < 2 ** 32,
-                       'an integer from 0 to 2**32 - 1')
+seed_int = argument_type(int, check_seed, 'an integer from 0 to 2**32 - 1')
+fraction = argument_type(float, check_fraction, 'at least 0 and below 1')
 
 
 def max_tokens_int(text):
@@ -54,18 +58,6 @@ def max_tokens_int(text):
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"must be a positive integer or 'all', got {text!r}") from None
-
-
-def fraction(text):
-    """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(
-            f'must be at least 0 and below 1, got {text!r}')
-    return value
 
 
 def build_parser():
