@@ -405,6 +405,8 @@ class FastRNNScratch:
     Python path; ``True`` requires them (``NativeBuildError`` if they
     cannot be built); ``False`` always takes the Python path. Both paths
     give the same results to float32 rounding, with or without dropout.
+    On every path, a token id outside 0..vocab_size-1 (a vocabulary that
+    does not match the model) raises ValueError naming it.
     """
 
     VARIANTS = ('bptt', 'hybrid', 'imperative')

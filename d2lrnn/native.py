@@ -19,11 +19,13 @@ ever loaded and a damaged cache never crashes a program:
    that is an absolute path (a relative one is ignored, as the XDG spec
    says), else ``~/.cache/d2lrnn`` with ``~`` from ``$HOME``, or from the
    password database when ``$HOME`` is empty, unset, relative or ``/``
-   (never ``/.cache``; no home at all: no cache, the Python path). Directories it creates are private (mode 0700).
+   (never ``/.cache``; no home at all: no cache, the Python path).
+   Directories it creates are private (mode 0700).
 2. **Whose.** The cache directory must be owned by you (or root) and not
    writable by group or others; every directory above it must be owned by
    you or root and writable by others only with the sticky bit (as
-   ``/tmp``). Else nothing in it is loaded or written.
+   ``/tmp``). Else nothing in it is loaded or written. A cache reached
+   through a symlink is checked, and then used, at its real path.
 3. **Verified before loading.** The library must be a regular file (never
    a symlink, FIFO or device: looked at with ``lstat``, opened with
    ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat``), owned by you
@@ -200,7 +202,12 @@ def _owner_problem(st, what):
 
 
 def _check_directory(directory):
-    """Raise NativeBuildError unless `directory` and those above are safe."""
+    """`directory` without symlinks, if it and those above it are safe.
+
+    Else raise NativeBuildError. The caller goes on with the path
+    returned: a symlink on the way (which another user might own and turn
+    elsewhere) is followed once, here.
+    """
     real = Path(os.path.realpath(directory))
     st = os.lstat(real)
     if not stat.S_ISDIR(st.st_mode):
@@ -218,6 +225,7 @@ def _check_directory(directory):
                 f'{parent}, above the cache {real}, could be changed by '
                 'another user; refusing to load from it: set '
                 'D2LRNN_CACHE_DIR to a directory of your own')
+    return real
 
 
 def _make_directory(directory):
@@ -425,6 +433,10 @@ def _check_loads(library):
     except subprocess.TimeoutExpired as err:
         raise NativeBuildError(
             f'the built library did not load within {LOAD_TIMEOUT} s') from err
+    except OSError as err:
+        raise NativeBuildError(
+            f'cannot start {sys.executable!r} to check that the built '
+            f'library loads: {err.strerror}') from err
     if done.returncode == 0:
         return
     if done.returncode < 0:
@@ -483,14 +495,15 @@ def _build_at(path):
 
 
 def _cache_ready(directory):
-    """Make the cache directory if missing, then check that it is safe."""
+    """Make the cache directory if missing; return it checked, as a path
+    without symlinks (see _check_directory)."""
     try:
         _make_directory(directory)
     except OSError as err:
         raise NativeBuildError(
             f'no cache directory: {err.strerror}: {err.filename}; set '
             'D2LRNN_CACHE_DIR to a directory you can write to') from err
-    _check_directory(directory)
+    return _check_directory(directory)
 
 
 def build():
@@ -514,7 +527,7 @@ def build():
 def _build():
     """build() itself; OSError may escape."""
     path = library_path()
-    _cache_ready(path.parent)
+    path = _cache_ready(path.parent) / path.name
     why = _unverified(path)
     if why is None:
         return path, False

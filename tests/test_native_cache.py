@@ -165,6 +165,19 @@ def test_a_directory_above_the_cache_that_others_can_write(sticky, tmp_path, cac
             native.build()
 
 
+def test_a_cache_behind_a_symlink_is_used_at_its_real_path(tmp_path, fake_compiler,
+                                                          monkeypatch):
+    # checked once, then never followed again: whoever owns the link cannot turn it
+    # elsewhere between the check and the load
+    real = tmp_path / 'real'
+    real.mkdir(mode=0o700)
+    (tmp_path / 'link').symlink_to(real)
+    monkeypatch.setenv('D2LRNN_CACHE_DIR', str(tmp_path / 'link'))
+    use_compiler(monkeypatch, fake_compiler()[0])
+    path, compiled = native.build()
+    assert compiled and path.parent == real
+
+
 def test_the_tests_own_cache_is_private():
     # set by tests/conftest.py (or by dev.sh): a directory nobody else could have made
     # first, at a name nobody can guess
