@@ -3,9 +3,16 @@
 # environment with Python 3.11 or 3.12 and the pinned packages first.
 #
 #   bash dev.sh book      build the HTML book from the notebooks' stored outputs
-#   bash dev.sh test      the whole test suite: package, notebooks (nbval), browser;
-#                         and again under the other supported Python, if present
-#   bash dev.sh execute   re-run every notebook and store its fresh outputs
+#   bash dev.sh test      the whole test suite, as CI runs it: package, notebooks
+#                         (nbval), visible code, browser; and again under the
+#                         other supported Python, if present
+#   bash dev.sh test --quick [pytest args]
+#                         the inner loop: the unit tests not marked slow, under
+#                         one Python, without the book, notebooks or browser
+#   bash dev.sh execute [--dry-run] [NOTEBOOK...]
+#                         re-run the notebooks named, else every one of book/
+#                         (exercises included), storing their fresh outputs;
+#                         --dry-run only lists them
 #   bash dev.sh bench     the speed benchmark (bench/)
 #   bash dev.sh setup     only create or update the virtual environment
 #   bash dev.sh python V  print the path of a Python V (3.11 or 3.12), if found
@@ -15,7 +22,10 @@
 # Which venv: D2LRNN_VENV, else .venv if it is new or holds the chosen version,
 # else .venv-3.11 or .venv-3.12: one environment per version, never mixed.
 set -eo pipefail
-cd "$(dirname "$0")"
+# Where the caller stands (paths given to `execute` are relative to it), then
+# the project's folder: that of the real file, when called through a symlink.
+CALLER_DIR=$PWD
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
 # MXNet 1.9.1 runs on these only: 3.13 needs numpy 2, which breaks MXNet.
 SUPPORTED=(3.11 3.12)
 # The 500-epoch chapter: run under the first Python of `test` only.
@@ -125,7 +135,9 @@ setup() {
     flock 9
   fi
   local want have
-  want=$(cat pyproject.toml requirements.lock | sha1sum | cut -c1-40)
+  # setup.py and _compat.py make the start-up hook the install ships.
+  want=$(cat pyproject.toml setup.py d2lrnn/_compat.py requirements.lock |
+         sha1sum | cut -c1-40)
   have=$(cat "$VENV/.installed" 2>/dev/null || true)
   if [[ $want != "$have" ]]; then
     local pip=("$PY" -m pip install --quiet --disable-pip-version-check
@@ -137,10 +149,6 @@ setup() {
     "${pip[@]}" --no-deps d2l
     echo "$want" > "$VENV/.installed"
   fi
-  # The startup hook that sets back NumPy's removed aliases before any import
-  # of MXNet (see d2lrnn/_compat.py). -I: the script's folder stays off
-  # sys.path, so the package is not imported.
-  "$PY" -I d2lrnn/_compat.py
   exec 9>&-
 }
 
@@ -154,6 +162,44 @@ run_pytest() {
   # --durations: the slowest tests, in the log, to see where the time goes
   "$PY" -m pytest --nbval --nbval-current-env --durations=12 \
     --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 1800 "$@"
+}
+
+# The inner loop: the unit tests not marked slow, under one Python, without
+# the book, the notebooks or the browser; arguments go to pytest (-x, -k NAME,
+# a test file).
+run_quick() {
+  "$PY" -m pytest -m 'not slow' --durations=12 \
+    --ignore=tests/test_browser.py "$@"
+}
+
+# A cache of the native operator private to this run, removed at exit: a
+# fixed name in the shared /tmp could be made first by another user, who
+# would then choose the library the tests load. D2LRNN_CACHE_DIR set by the
+# caller is kept.
+use_private_cache() {
+  [[ -n ${D2LRNN_CACHE_DIR:-} ]] && return
+  D2LRNN_CACHE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/d2lrnn-test-cache.XXXXXXXX")
+  export D2LRNN_CACHE_DIR
+  trap 'rm -rf "$D2LRNN_CACHE_DIR"' EXIT
+}
+
+# The notebooks `execute` runs, one a line: those given (relative to the
+# caller's folder), else every notebook of the book, exercises included.
+notebooks_to_execute() {
+  local nb
+  if (($# == 0)); then
+    printf '%s\n' book/*.ipynb book/exercises/*.ipynb
+    return
+  fi
+  for nb in "$@"; do
+    [[ $nb == /* ]] || nb=$CALLER_DIR/$nb
+    if [[ $nb != *.ipynb || ! -f $nb ]]; then
+      echo "dev.sh: execute: no notebook at $nb; name .ipynb files," \
+           "for example book/04-model.ipynb." >&2
+      return 1
+    fi
+    realpath --relative-base=. "$nb"
+  done
 }
 
 # Each line of a command's output, prefixed with a label: two lanes print at once.
@@ -194,7 +240,23 @@ run_lanes() {
   return "$status"
 }
 
+usage() {
+  echo "usage: bash dev.sh book | test [--quick [pytest args]] |" \
+       "execute [--dry-run] [NOTEBOOK...] | bench [args] | setup |" \
+       "python 3.11|3.12" >&2
+  exit 2
+}
+
 cmd=${1:-}
+(($#)) && shift
+# `execute`'s list before anything is installed: --dry-run prints it only.
+if [[ $cmd == execute ]]; then
+  dry_run=
+  [[ ${1:-} == --dry-run ]] && dry_run=1 && shift
+  list=$(notebooks_to_execute "$@")
+  mapfile -t NOTEBOOKS <<< "$list"
+  [[ -n $dry_run ]] && printf '%s\n' "${NOTEBOOKS[@]}" && exit 0
+fi
 case $cmd in
   book|test|execute|bench|setup)
     choose_python "${D2LRNN_PYTHON:-}"
@@ -209,6 +271,13 @@ case $cmd in
     echo "The book is in _build/html/index.html"
     ;;
   test)
+    use_private_cache
+    if [[ ${1:-} == --quick ]]; then
+      shift
+      run_quick "$@"
+      exit
+    fi
+    (($# == 0)) || usage
     # The other supported Pythons found here, unless one was asked for: the
     # same tests and stored outputs, except the 500-epoch chapter, and the
     # browser test (the HTML is the same from either).
@@ -223,30 +292,24 @@ case $cmd in
       done
     fi
     PY_VER=$first VENV=$first_venv PY=$first_py
-    # The native operator's cache for every test process, notebook kernels
-    # included (tests/conftest.py sets the same for a bare pytest).
-    export D2LRNN_CACHE_DIR=${D2LRNN_CACHE_DIR:-${TMPDIR:-/tmp}/d2lrnn-test-cache-$(id -u)}
     bash .ci/install-browser
     build_book
     run_lanes "${others[@]}"
     ;;
   execute)
-    shift
     # Fails on the first cell that raises; -1: no per-cell time limit.
-    "$VENV/bin/jupyter" execute --inplace --timeout=-1 "${@:-book/*.ipynb}"
+    "$VENV/bin/jupyter" execute --inplace --timeout=-1 "${NOTEBOOKS[@]}"
     ;;
   bench)
-    shift
     "$PY" bench/bench_speed.py "$@"
     ;;
   setup)
     ;;
   python)
-    is_supported "${2:-}" || no_python "usage: bash dev.sh python 3.11|3.12"
-    find_python "$2" || no_python "Python $2 not found."
+    is_supported "${1:-}" || no_python "usage: bash dev.sh python 3.11|3.12"
+    find_python "$1" || no_python "Python $1 not found."
     ;;
   *)
-    echo "usage: bash dev.sh book|test|execute|bench|setup|python" >&2
-    exit 2
+    usage
     ;;
 esac

@@ -1,0 +1,89 @@
+"""dev.sh, the entry point of people and CI: which notebooks `execute` runs,
+where it runs from, and the quick lane's private cache and deselection."""
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_SH = ROOT / 'dev.sh'
+# The name every earlier run used: any user of the machine could make it first.
+PREDICTABLE_CACHE = f'd2lrnn-test-cache-{os.getuid()}'
+
+
+def dev_sh(*args, script=DEV_SH, cwd, env=None):
+    return subprocess.run(['bash', str(script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def every_notebook():
+    """The book's notebooks as paths relative to the project, chapters first."""
+    book = ROOT / 'book'
+    return [str(p.relative_to(ROOT)) for p in
+            sorted(book.glob('*.ipynb')) + sorted(book.glob('exercises/*.ipynb'))]
+
+
+def test_execute_without_arguments_runs_every_notebook_exercises_included(tmp_path):
+    result = dev_sh('execute', '--dry-run', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.splitlines()
+    assert listed == every_notebook()
+    assert 'book/07-training.ipynb' in listed
+    assert any(name.startswith('book/exercises/ex') for name in listed)
+
+
+def test_execute_reads_the_notebooks_named_from_the_callers_folder():
+    result = dev_sh('execute', '--dry-run', '04-model.ipynb',
+                    'exercises/ex3-sampling.ipynb', cwd=ROOT / 'book')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ['book/04-model.ipynb',
+                                          'book/exercises/ex3-sampling.ipynb']
+
+
+def test_execute_refuses_what_is_not_a_notebook_in_one_line(tmp_path):
+    for name in ['book/no-such-page.ipynb', 'README.md']:
+        result = dev_sh('execute', '--dry-run', name, cwd=ROOT)
+        assert result.returncode == 1
+        assert result.stdout == ''
+        assert result.stderr.count('\n') == 1, result.stderr
+        assert 'no notebook at' in result.stderr and name in result.stderr
+
+
+def test_dev_sh_called_through_a_symlink_works_in_the_project(tmp_path):
+    link = tmp_path / 'dev.sh'
+    link.symlink_to(DEV_SH)
+    result = dev_sh('execute', '--dry-run', script=link, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == every_notebook()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['dev.sh']
+
+
+def test_the_quick_lane_leaves_out_slow_tests_and_caches_privately(tmp_path):
+    # Two probe tests run by `dev.sh test --quick` in this environment: one
+    # reports the native operator's cache while the run lasts, the other is
+    # slow and fails, so it must be left out.
+    probe = tmp_path / 'test_probe.py'
+    report = tmp_path / 'report'
+    probe.write_text(
+        'import os, pytest\n'
+        'def test_cache():\n'
+        '    path = os.environ["D2LRNN_CACHE_DIR"]\n'
+        '    st = os.stat(path)\n'
+        f'    open({str(report)!r}, "w").write(\n'
+        '        f"{path} {st.st_mode:o} {st.st_uid}")\n'
+        '@pytest.mark.slow\n'
+        'def test_slow():\n'
+        '    assert False, "a slow test ran in the quick lane"\n')
+    env = {k: v for k, v in os.environ.items() if k != 'D2LRNN_CACHE_DIR'}
+    env.update(D2LRNN_PYTHON=sys.executable, D2LRNN_VENV=sys.prefix,
+               TMPDIR=str(tmp_path))
+    result = dev_sh('test', '--quick', str(probe), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '1 passed, 1 deselected' in result.stdout
+    path, mode, uid = report.read_text().split()
+    cache = Path(path)
+    assert cache.parent == tmp_path and cache.name != PREDICTABLE_CACHE
+    # A directory only its owner may enter, gone once the run is over.
+    assert int(mode, 8) == stat.S_IFDIR | 0o700 and int(uid) == os.getuid()
+    assert not cache.exists()
