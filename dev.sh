@@ -209,28 +209,38 @@ labelled() {
   "$@" 2>&1 | sed -u "s/^/[$label] /"
 }
 
-# The whole suite in two lanes, one per core (one thread each), balanced
-# (measured on a 2-core AMD EPYC: the chapter about 35 min beside the other
-# lane, the tests and notebooks 15.5 min under 3.11 and 16 under 3.12; on a
-# 2-core Xeon with AVX-512: 15, 4 and 3.5 min, the browser test 1):
+# The whole suite in two lanes, one per core (one thread each). The chapter
+# is the longest test by far (on a 2-core Xeon with AVX-512: 15 min, against
+# 4 and 3.5 for the tests and notebooks under each Python, 1 for the browser
+# test; on a shared 2-core AMD EPYC about 35 min beside the other lane), so
+# it has a lane of its own and everything else goes to the other:
 #   lane 1: the 500-epoch chapter under the first Python;
-#   lane 2: the tests and the other notebooks under the first Python, then the
-#           same under each Python in $@ (their venvs set up already), then
-#           the browser test (which checks the HTML built before).
+#   lane 2: the book's HTML (off the critical path, and early, so a broken
+#           build shows at once), the tests and the other notebooks under the
+#           first Python, then the same under each Python in $@ (their venvs
+#           set up already), the visible-code test under the first Python
+#           (the same stored outputs on either), then the browser test on
+#           the HTML just built.
 # Fails if either lane fails.
 run_lanes() {
-  local first_py=$PY v status=0 one two
+  local first_py=$PY v status=0 built=0 one two
   labelled "$PY_VER 500 epochs" run_pytest "$LONG_NOTEBOOK" &
   one=$!
   (
+    labelled book build_book && built=1 || status=1
     for v in "$PY_VER" "$@"; do
       PY=$(venv_for "$v")/bin/python
       [[ $v == "$PY_VER" ]] && PY=$first_py
       labelled "$v" run_pytest tests book --ignore="$LONG_NOTEBOOK" \
-        --ignore=tests/test_browser.py || status=1
+        --ignore=tests/test_browser.py --ignore=tests/test_visible_code.py ||
+        status=1
     done
     PY=$first_py
-    labelled "$PY_VER browser" run_pytest tests/test_browser.py || status=1
+    labelled "$PY_VER visible code" run_pytest tests/test_visible_code.py ||
+      status=1
+    if ((built)); then
+      labelled "$PY_VER browser" run_pytest tests/test_browser.py || status=1
+    fi
     exit "$status"
   ) &
   two=$!
@@ -247,69 +257,75 @@ usage() {
   exit 2
 }
 
-cmd=${1:-}
-(($#)) && shift
-# `execute`'s list before anything is installed: --dry-run prints it only.
-if [[ $cmd == execute ]]; then
-  dry_run=
-  [[ ${1:-} == --dry-run ]] && dry_run=1 && shift
-  list=$(notebooks_to_execute "$@")
-  mapfile -t NOTEBOOKS <<< "$list"
-  [[ -n $dry_run ]] && printf '%s\n' "${NOTEBOOKS[@]}" && exit 0
-fi
-case $cmd in
-  book|test|execute|bench|setup)
-    choose_python "${D2LRNN_PYTHON:-}"
-    setup "$(venv_for "$PY_VER")" "$PY_EXE"
-    echo "dev.sh: Python $PY_VER in $VENV" >&2
-    ;;
-esac
+main() {
+  local cmd=${1:-} dry_run list first first_venv first_py v exe others
+  (($#)) && shift
+  # `execute`'s list before anything is installed: --dry-run prints it only.
+  if [[ $cmd == execute ]]; then
+    dry_run=
+    [[ ${1:-} == --dry-run ]] && dry_run=1 && shift
+    list=$(notebooks_to_execute "$@")
+    mapfile -t NOTEBOOKS <<< "$list"
+    [[ -n $dry_run ]] && printf '%s\n' "${NOTEBOOKS[@]}" && exit 0
+  fi
+  case $cmd in
+    book|test|execute|bench|setup)
+      choose_python "${D2LRNN_PYTHON:-}"
+      setup "$(venv_for "$PY_VER")" "$PY_EXE"
+      echo "dev.sh: Python $PY_VER in $VENV" >&2
+      ;;
+  esac
 
-case $cmd in
-  book)
-    build_book
-    echo "The book is in _build/html/index.html"
-    ;;
-  test)
-    use_private_cache
-    if [[ ${1:-} == --quick ]]; then
-      shift
-      run_quick "$@"
-      exit
-    fi
-    (($# == 0)) || usage
-    # The other supported Pythons found here, unless one was asked for: the
-    # same tests and stored outputs, except the 500-epoch chapter, and the
-    # browser test (the HTML is the same from either).
-    first=$PY_VER first_venv=$VENV first_py=$PY others=()
-    if [[ -z $D2LRNN_PYTHON ]]; then
-      for v in "${SUPPORTED[@]}"; do
-        [[ $v != "$first" ]] && exe=$(find_python "$v") || continue
-        setup "$(venv_for "$v")" "$exe"
-        echo "dev.sh: also Python $v in $VENV, without $LONG_NOTEBOOK" \
-             "and the browser test" >&2
-        others+=("$v")
-      done
-    fi
-    PY_VER=$first VENV=$first_venv PY=$first_py
-    bash .ci/install-browser
-    build_book
-    run_lanes "${others[@]}"
-    ;;
-  execute)
-    # Fails on the first cell that raises; -1: no per-cell time limit.
-    "$VENV/bin/jupyter" execute --inplace --timeout=-1 "${NOTEBOOKS[@]}"
-    ;;
-  bench)
-    "$PY" bench/bench_speed.py "$@"
-    ;;
-  setup)
-    ;;
-  python)
-    is_supported "${1:-}" || no_python "usage: bash dev.sh python 3.11|3.12"
-    find_python "$1" || no_python "Python $1 not found."
-    ;;
-  *)
-    usage
-    ;;
-esac
+  case $cmd in
+    book)
+      build_book
+      echo "The book is in _build/html/index.html"
+      ;;
+    test)
+      use_private_cache
+      if [[ ${1:-} == --quick ]]; then
+        shift
+        run_quick "$@"
+        exit
+      fi
+      (($# == 0)) || usage
+      # The other supported Pythons found here, unless one was asked for: the
+      # same tests and stored outputs, except the 500-epoch chapter, and the
+      # browser test (the HTML is the same from either).
+      first=$PY_VER first_venv=$VENV first_py=$PY others=()
+      if [[ -z $D2LRNN_PYTHON ]]; then
+        for v in "${SUPPORTED[@]}"; do
+          [[ $v != "$first" ]] && exe=$(find_python "$v") || continue
+          setup "$(venv_for "$v")" "$exe"
+          echo "dev.sh: also Python $v in $VENV, without $LONG_NOTEBOOK," \
+               "the visible-code and the browser test" >&2
+          others+=("$v")
+        done
+      fi
+      PY_VER=$first VENV=$first_venv PY=$first_py
+      bash .ci/install-browser
+      run_lanes "${others[@]}"
+      ;;
+    execute)
+      # Fails on the first cell that raises; -1: no per-cell time limit.
+      "$VENV/bin/jupyter" execute --inplace --timeout=-1 "${NOTEBOOKS[@]}"
+      ;;
+    bench)
+      "$PY" bench/bench_speed.py "$@"
+      ;;
+    setup)
+      ;;
+    python)
+      is_supported "${1:-}" || no_python "usage: bash dev.sh python 3.11|3.12"
+      find_python "$1" || no_python "Python $1 not found."
+      ;;
+    *)
+      usage
+      ;;
+  esac
+}
+
+# Sourced (tests/test_devsh.py does), it only defines its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi
