@@ -172,15 +172,24 @@ run_quick() {
     --ignore=tests/test_browser.py "$@"
 }
 
-# A cache of the native operator private to this run, removed at exit: a
-# fixed name in the shared /tmp could be made first by another user, who
-# would then choose the library the tests load. D2LRNN_CACHE_DIR set by the
-# caller is kept.
+# Sets the variable named $1 to a new directory only this user can enter,
+# named after $2 and removed when dev.sh exits.
+TEMP_DIRS=()
+trap 'rm -rf "${TEMP_DIRS[@]}"' EXIT
+new_temp_dir() {
+  local dir
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/d2lrnn-$2.XXXXXXXX")
+  TEMP_DIRS+=("$dir")
+  printf -v "$1" '%s' "$dir"
+}
+
+# A cache of the native operator private to this run: a fixed name in the
+# shared /tmp could be made first by another user, who would then choose the
+# library the tests load. D2LRNN_CACHE_DIR set by the caller is kept.
 use_private_cache() {
   [[ -n ${D2LRNN_CACHE_DIR:-} ]] && return
-  D2LRNN_CACHE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/d2lrnn-test-cache.XXXXXXXX")
+  new_temp_dir D2LRNN_CACHE_DIR test-cache
   export D2LRNN_CACHE_DIR
-  trap 'rm -rf "$D2LRNN_CACHE_DIR"' EXIT
 }
 
 # The notebooks `execute` runs, one a line: those given (relative to the
@@ -209,45 +218,90 @@ labelled() {
   "$@" 2>&1 | sed -u "s/^/[$label] /"
 }
 
-# The whole suite in two lanes, one per core (one thread each). The chapter
-# is the longest test by far (on a 2-core Xeon with AVX-512: 15 min, against
-# 4 and 3.5 for the tests and notebooks under each Python, 1 for the browser
-# test; on a shared 2-core AMD EPYC about 35 min beside the other lane), so
-# it has a lane of its own and everything else goes to the other:
-#   lane 1: the 500-epoch chapter under the first Python;
-#   lane 2: the book's HTML (off the critical path, and early, so a broken
-#           build shows at once), the tests and the other notebooks under the
-#           first Python, then the same under each Python in $@ (their venvs
-#           set up already), the visible-code test under the first Python
-#           (the same stored outputs on either), then the browser test on
-#           the HTML just built.
-# Fails if either lane fails.
+# The full run: the chapter and the jobs of JOBS (below), on two lanes, one
+# per core (one thread each). The chapter is the longest test by far (on a
+# 2-core Xeon with AVX-512 15 min, against 4 and 3.5 for the tests and
+# notebooks under each Python; on a shared 2-core AMD EPYC about 35 min
+# beside the other lane), so lane 1 starts with it and lane 2 with the
+# queue; whichever lane is free takes the queue's next job.
+#   book               the HTML, first: a broken build shows at once
+#   tests V, notebooks V   the tests, and nbval on the other notebooks,
+#                      under the first Python, then each Python V in $@
+#                      (their venvs set up already)
+#   visible            the visible-code test, under the first Python (the
+#                      stored outputs are the same on either)
+#   browser            the browser test, on the HTML once it is built
+# Fails if any job fails.
 run_lanes() {
-  local first_py=$PY v status=0 built=0 one two
-  labelled "$PY_VER 500 epochs" run_pytest "$LONG_NOTEBOOK" &
+  local v status=0 one two
+  JOBS=(book)
+  for v in "$PY_VER" "$@"; do JOBS+=("notebooks $v" "tests $v"); done
+  JOBS+=(visible browser)
+  new_temp_dir QUEUE queue
+  printf '%s\n' "${JOBS[@]}" > "$QUEUE/jobs"
+  FIRST_PY=$PY
+  ( labelled "$PY_VER 500 epochs" run_pytest "$LONG_NOTEBOOK" || status=1
+    work_queue || status=1
+    exit "$status" ) &
   one=$!
-  (
-    labelled book build_book && built=1 || status=1
-    for v in "$PY_VER" "$@"; do
-      PY=$(venv_for "$v")/bin/python
-      [[ $v == "$PY_VER" ]] && PY=$first_py
-      labelled "$v" run_pytest tests book --ignore="$LONG_NOTEBOOK" \
-        --ignore=tests/test_browser.py --ignore=tests/test_visible_code.py ||
-        status=1
-    done
-    PY=$first_py
-    labelled "$PY_VER visible code" run_pytest tests/test_visible_code.py ||
-      status=1
-    if ((built)); then
-      labelled "$PY_VER browser" run_pytest tests/test_browser.py || status=1
-    fi
-    exit "$status"
-  ) &
+  work_queue &
   two=$!
   wait "$two" || status=1
   wait "$one" || status=1
-  PY=$first_py
   return "$status"
+}
+
+# Runs the queue's jobs, one after another, until none is left; fails if one
+# of them failed.
+work_queue() {
+  local job status=0
+  while job=$(take_job); do
+    run_job "$job" || status=1
+  done
+  return "$status"
+}
+
+# Prints the queue's next job and removes it; fails when the queue is empty.
+take_job() {
+  local job
+  {
+    flock 8
+    job=$(head -n 1 "$QUEUE/jobs")
+    [[ -n $job ]] || return 1
+    sed -i 1d "$QUEUE/jobs"
+  } 8> "$QUEUE/lock"
+  printf '%s\n' "$job"
+}
+
+run_job() {
+  local job=$1 v=${1#* } PY=$FIRST_PY
+  [[ $v != "$PY_VER" && $v != "$1" ]] && PY=$(venv_for "$v")/bin/python
+  case $job in
+    book)
+      labelled book build_book && touch "$QUEUE/built"
+      local built=$?
+      touch "$QUEUE/book-done"
+      return "$built"
+      ;;
+    tests\ *)
+      labelled "$v tests" run_pytest tests --ignore=tests/test_browser.py \
+        --ignore=tests/test_visible_code.py
+      ;;
+    notebooks\ *)
+      labelled "$v notebooks" run_pytest book --ignore="$LONG_NOTEBOOK"
+      ;;
+    visible)
+      labelled "$PY_VER visible code" run_pytest tests/test_visible_code.py
+      ;;
+    browser)
+      until [[ -e $QUEUE/book-done ]]; do sleep 2; done
+      if [[ ! -e $QUEUE/built ]]; then
+        echo "[$PY_VER browser] not run: the book did not build"
+        return 1
+      fi
+      labelled "$PY_VER browser" run_pytest tests/test_browser.py
+      ;;
+  esac
 }
 
 usage() {

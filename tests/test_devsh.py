@@ -89,45 +89,54 @@ def test_the_quick_lane_leaves_out_slow_tests_and_caches_privately(tmp_path):
     assert not cache.exists()
 
 
+
 def run_lanes_with_stubs(book_status=0, failing=''):
     """dev.sh's run_lanes with the first Python 3.11 and another, 3.12, where
-    pytest and the book's build only say what they would run: (exit status,
-    the lines of lane 1, those of lane 2 in order)."""
+    pytest and the book's build only say what they would run (pytest fails
+    on arguments holding `failing`): (exit status, the lines printed)."""
     script = (
         f'source {DEV_SH}\n'
         'run_pytest() { echo "pytest $PY $*"; [[ -z $FAILING || $* != *$FAILING* ]]; }\n'
-        f'build_book() {{ echo built; return {book_status}; }}\n'
+        f'build_book() {{ sleep 1; echo built; return {book_status}; }}\n'
         'venv_for() { echo "venv-$1"; }\n'
         'PY=venv-3.11/bin/python PY_VER=3.11 VENV=venv-3.11\n'
         'run_lanes 3.12\n')
     result = subprocess.run(['bash', '-c', script], env={**os.environ, 'FAILING': failing},
                             capture_output=True, text=True, timeout=60)
-    lines = result.stdout.splitlines()
-    one = [line for line in lines if line.startswith('[3.11 500 epochs] ')]
-    return result.returncode, one, [line for line in lines if line not in one]
+    return result.returncode, result.stdout.splitlines()
 
 
-def test_the_chapter_has_a_lane_of_its_own_and_every_other_test_runs_in_the_other():
-    status, one, two = run_lanes_with_stubs()
+def test_the_full_run_runs_every_test_once_the_browser_test_after_the_book():
+    status, lines = run_lanes_with_stubs()
     assert status == 0
-    assert one == ['[3.11 500 epochs] pytest venv-3.11/bin/python book/07-training.ipynb']
-    ignored = '--ignore=book/07-training.ipynb --ignore=tests/test_browser.py ' \
-              '--ignore=tests/test_visible_code.py'
-    assert two == [
+    first, other = 'pytest venv-3.11/bin/python', 'pytest venv-3.12/bin/python'
+    assert sorted(lines) == sorted([
+        f'[3.11 500 epochs] {first} book/07-training.ipynb',
         '[book] built',
-        f'[3.11] pytest venv-3.11/bin/python tests book {ignored}',
-        f'[3.12] pytest venv-3.12/bin/python tests book {ignored}',
-        '[3.11 visible code] pytest venv-3.11/bin/python tests/test_visible_code.py',
-        '[3.11 browser] pytest venv-3.11/bin/python tests/test_browser.py']
-    # Whatever a lane leaves out runs elsewhere under the first Python.
-    run_alone = {line.split()[-1] for line in one + two[3:]}
-    assert run_alone == {arg.split('=')[1] for arg in ignored.split()}
+        f'[3.11 notebooks] {first} book --ignore=book/07-training.ipynb',
+        f'[3.12 notebooks] {other} book --ignore=book/07-training.ipynb',
+        f'[3.11 tests] {first} tests --ignore=tests/test_browser.py '
+        '--ignore=tests/test_visible_code.py',
+        f'[3.12 tests] {other} tests --ignore=tests/test_browser.py '
+        '--ignore=tests/test_visible_code.py',
+        f'[3.11 visible code] {first} tests/test_visible_code.py',
+        f'[3.11 browser] {first} tests/test_browser.py'])
+    assert lines.index('[book] built') < [i for i, line in enumerate(lines)
+                                          if 'browser]' in line][0]
+    # The jobs that leave a file out run it under the first Python.
+    run_alone = {line.split()[-1] for line in lines if line.startswith(
+        ('[3.11 500 epochs]', '[3.11 visible code]', '[3.11 browser]'))}
+    assert run_alone == {'book/07-training.ipynb', 'tests/test_visible_code.py',
+                         'tests/test_browser.py'}
 
 
 def test_a_failure_in_either_lane_fails_the_run_and_a_broken_book_is_not_browsed():
-    assert run_lanes_with_stubs(failing='07-training')[0] != 0
-    assert run_lanes_with_stubs(failing='tests/test_visible_code.py')[0] != 0
-    status, _, two = run_lanes_with_stubs(book_status=1)
+    for failing in ['07-training', 'tests/test_visible_code.py', 'test_browser.py']:
+        status, lines = run_lanes_with_stubs(failing=failing)
+        assert status != 0, failing
+        assert len(lines) == 8  # every other job ran all the same
+    status, lines = run_lanes_with_stubs(book_status=1)
     assert status != 0
-    assert not any(line.startswith('[3.11 browser] ') for line in two)
-    assert any(line.startswith('[3.12] ') for line in two)  # the rest still runs
+    assert '[3.11 browser] not run: the book did not build' in lines
+    assert not any(line.startswith('[3.11 browser] pytest') for line in lines)
+    assert len(lines) == 8
