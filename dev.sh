@@ -207,7 +207,7 @@ notebooks_to_execute() {
            "for example book/04-model.ipynb." >&2
       return 1
     fi
-    realpath --relative-base=. "$nb"
+    printf '%s\n' "${nb#"$PWD"/}"
   done
 }
 
@@ -262,15 +262,15 @@ work_queue() {
 }
 
 # Prints the queue's next job and removes it; fails when the queue is empty.
+# The lock is a directory: mkdir is atomic everywhere.
 take_job() {
   local job
-  {
-    flock 8
-    job=$(head -n 1 "$QUEUE/jobs")
-    [[ -n $job ]] || return 1
-    sed -i 1d "$QUEUE/jobs"
-  } 8> "$QUEUE/lock"
-  printf '%s\n' "$job"
+  until mkdir "$QUEUE/lock" 2>/dev/null; do sleep 0.1; done
+  job=$(head -n 1 "$QUEUE/jobs")
+  tail -n +2 "$QUEUE/jobs" > "$QUEUE/rest"
+  mv "$QUEUE/rest" "$QUEUE/jobs"
+  rmdir "$QUEUE/lock"
+  [[ -n $job ]] && printf '%s\n' "$job"
 }
 
 run_job() {
