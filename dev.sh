@@ -294,7 +294,7 @@ run_job() {
       labelled "$PY_VER visible code" run_pytest tests/test_visible_code.py
       ;;
     browser)
-      until [[ -e $QUEUE/book-done ]]; do sleep 2; done
+      until [[ -e $QUEUE/book-done ]]; do sleep 1; done
       if [[ ! -e $QUEUE/built ]]; then
         echo "[$PY_VER browser] not run: the book did not build"
         return 1

@@ -90,14 +90,14 @@ def test_the_quick_lane_leaves_out_slow_tests_and_caches_privately(tmp_path):
 
 
 
-def run_lanes_with_stubs(book_status=0, failing=''):
+def run_lanes_with_stubs(book_status=0, failing='', book_seconds=0):
     """dev.sh's run_lanes with the first Python 3.11 and another, 3.12, where
     pytest and the book's build only say what they would run (pytest fails
     on arguments holding `failing`): (exit status, the lines printed)."""
     script = (
         f'source {DEV_SH}\n'
         'run_pytest() { echo "pytest $PY $*"; [[ -z $FAILING || $* != *$FAILING* ]]; }\n'
-        f'build_book() {{ sleep 1; echo built; return {book_status}; }}\n'
+        f'build_book() {{ sleep {book_seconds}; echo built; return {book_status}; }}\n'
         'venv_for() { echo "venv-$1"; }\n'
         'PY=venv-3.11/bin/python PY_VER=3.11 VENV=venv-3.11\n'
         'run_lanes 3.12\n')
@@ -107,7 +107,8 @@ def run_lanes_with_stubs(book_status=0, failing=''):
 
 
 def test_the_full_run_runs_every_test_once_the_browser_test_after_the_book():
-    status, lines = run_lanes_with_stubs()
+    # The book takes a while: the other lane reaches the browser test first.
+    status, lines = run_lanes_with_stubs(book_seconds=2)
     assert status == 0
     first, other = 'pytest venv-3.11/bin/python', 'pytest venv-3.12/bin/python'
     assert sorted(lines) == sorted([
