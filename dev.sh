@@ -31,6 +31,9 @@ SUPPORTED=(3.11 3.12)
 # The 500-epoch chapter: run under the first Python of `test` only.
 LONG_NOTEBOOK=book/07-training.ipynb
 # The same thread count everywhere, so that seeded runs repeat bit for bit.
+# (MXNet's threaded engine stays: MXNET_ENGINE_TYPE=NaiveEngine gives the same
+# bits, but 30 seeded epochs of page 07's model took as much CPU and 10-20%
+# longer beside another run, on a shared 2-core AMD EPYC.)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MPLBACKEND=${MPLBACKEND:-Agg}
 
