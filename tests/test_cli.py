@@ -402,6 +402,7 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint(tmp_path):
     out, rng, epochs = tmp_path / 'run', random.Random(0), []
     for round in range(3):
@@ -528,6 +529,7 @@ def test_train_refuses_to_overwrite_a_checkpoint(capsys, good):
                    'with --force', good)
 
 
+@pytest.mark.slow
 def test_a_second_train_on_the_same_out_stops_while_the_first_runs(tmp_path):
     out = tmp_path / 'run'
     first = start_d2lrnn('train', *TINY, '--epochs', 100000, '--checkpoint-every', 1,
