@@ -16,11 +16,11 @@ that were removed after it came out:
 
 The aliases must be in place before MXNet is imported. ``import d2lrnn`` does
 it first of all. For a script or notebook that imports MXNet before d2lrnn,
-the install (``dev.sh``) runs this file as a script: it writes a one-line
-``d2lrnn-compat.pth`` into the environment's site-packages. At start-up
-Python then loads this file (not the package, so neither MXNet nor NumPy is
-imported) and registers a hook that restores the aliases when MXNet is first
-imported.
+the installed distribution carries a one-line ``d2lrnn-compat.pth`` at the
+root of site-packages (setup.py writes it into the wheel, editable or not;
+``python -I d2lrnn/_compat.py`` writes it by hand). At start-up Python then
+loads this file (not the package, so neither MXNet nor NumPy is imported)
+and registers a hook that restores the aliases when MXNet is first imported.
 
 Only the standard library is imported here at import time, nothing of d2lrnn.
 """
@@ -108,7 +108,8 @@ def install_startup_hook(site_packages=None):
 
 
 if __name__ == '__main__':
-    # `python -I d2lrnn/_compat.py`, as dev.sh runs it after an install.
+    # `python -I d2lrnn/_compat.py`: the hook by hand, into this interpreter's
+    # site-packages (-I: the script's folder stays off sys.path).
     install_startup_hook()
 elif __name__ == 'd2lrnn._compat':
     # Imported by d2lrnn/__init__.py, just before it imports MXNet.

@@ -405,6 +405,8 @@ class FastRNNScratch:
     Python path; ``True`` requires them (``NativeBuildError`` if they
     cannot be built); ``False`` always takes the Python path. Both paths
     give the same results to float32 rounding, with or without dropout.
+    On every path, a token id outside 0..vocab_size-1 (a vocabulary that
+    does not match the model) raises ValueError naming it.
     """
 
     VARIANTS = ('bptt', 'hybrid', 'imperative')
@@ -516,4 +518,28 @@ class FastRNNScratch:
             raise ValueError(
                 f'the state has shape {state[0].shape}, expected {expected} '
                 f'for a minibatch of {X.shape[0]} rows.')
+        if 0 in X.shape:
+            raise ValueError(
+                f'X holds no token ids (shape {X.shape}): batch_size and '
+                'num_steps must be at least 1.')
+        self._check_ids(X)
         return X.shape[1]
+
+    def _check_ids(self, X):
+        """Raise ValueError unless every id in X is in 0..vocab_size-1.
+
+        The ids pick rows of W_xh: on every path, an id the vocabulary
+        does not have is an error, not a read outside the matrix (native)
+        or a silent row of zeros (Python). One pass: the smallest and the
+        largest id.
+        """
+        ids = X.asnumpy()
+        low, high = ids.min(), ids.max()
+        if low >= 0 and high < self.vocab_size:  # False for NaN too
+            return
+        bad = low if not low >= 0 else high
+        bad = int(bad) if float(bad).is_integer() else float(bad)
+        raise ValueError(
+            f'token id {bad} is outside the vocabulary of {self.vocab_size} '
+            f'tokens (0..{self.vocab_size - 1}): the model and the '
+            'vocabulary do not match.')

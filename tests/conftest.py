@@ -1,18 +1,28 @@
-"""Shared fixtures: seeds, the CPU, and the section's data, loaded once."""
+"""Shared fixtures: seeds, the CPU, the section's data, the native operator."""
+import atexit
 import importlib.util
 import os
 import random
+import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
 
-# The native operator (d2lrnn/native.py) is built once into a cache of the
-# tests' own, not the user's, and shared by every test process (notebook
-# kernels and CLI subprocesses inherit it); the build's lock keeps two
-# processes from compiling at once.
-os.environ.setdefault('D2LRNN_CACHE_DIR', os.path.join(
-    tempfile.gettempdir(), f'd2lrnn-test-cache-{os.getuid()}'))
+# The native operator (d2lrnn/native.py) is built into a cache of the tests'
+# own, never the user's: a private directory (mode 0700, a name nobody can
+# guess and create first), made here at import so that notebook kernels and
+# CLI subprocesses inherit it through the environment, and removed at exit. A
+# directory the caller exports (dev.sh shares one between its lanes) is kept.
+if not os.environ.get('D2LRNN_CACHE_DIR'):
+    os.environ['D2LRNN_CACHE_DIR'] = tempfile.mkdtemp(prefix='d2lrnn-test-cache-')
+    atexit.register(shutil.rmtree, os.environ['D2LRNN_CACHE_DIR'], True)
+
+# Test modules whose models or commands use the native operator, besides
+# test_native.py and test_fast.py (which request the fixture themselves).
+NATIVE_MODULES = ('test_cli', 'test_checkpoint', 'test_optim', 'test_bench',
+                  'test_relu_vs_tanh')
 
 import d2lrnn  # first: it imports mxnet without mxnet's own DeprecationWarnings
 import mxnet as mx  # noqa: E402
@@ -65,11 +75,43 @@ def bench_script():
     return _load
 
 
-def pytest_sessionstart(session):
-    """Build the native operator before any test is timed (a no-op when the
-    cache has it); a failure is left to the tests that need it."""
+@pytest.fixture(scope='session')
+def native_library():
+    """The native operator, built once before the tests that use it (and
+    before anything they time); its path, or None when it cannot be built, a
+    failure left to the tests that need it. Only they build it: a run of
+    tests that do not needs no compiler."""
     from d2lrnn import native
     try:
-        native.build()
+        return native.build()[0]
     except native.NativeBuildError:
-        pass
+        return None
+
+
+@pytest.fixture
+def fake_compiler(tmp_path, native_library):
+    """A maker of scripts standing in for g++: each call logs its arguments (one
+    line), waits `delay` seconds, then copies the real library to the output."""
+    assert native_library, 'the native operator could not be built'
+
+    def _make(delay=0, name='fake-g++'):
+        log, script = tmp_path / f'{name}.log', tmp_path / name
+        script.write_text(textwrap.dedent(f'''\
+            #!/bin/sh
+            echo "$*" >> {log}
+            sleep {delay}
+            while [ "$#" -gt 1 ]; do [ "$1" = -o ] && out="$2"; shift; done
+            cp {native_library} "$out"
+            '''))
+        script.chmod(0o755)
+        return script, log
+    return _make
+
+
+def pytest_collection_modifyitems(items):
+    """The tests of NATIVE_MODULES request native_library too."""
+    for item in items:
+        module = getattr(item, 'module', None)
+        name = getattr(module, '__name__', '').rpartition('.')[2]
+        if name in NATIVE_MODULES and 'native_library' not in item.fixturenames:
+            item.fixturenames.append('native_library')

@@ -11,6 +11,7 @@ BENCH = Path(__file__).resolve().parent.parent / 'bench' / 'bench_speed.py'
 VARIANTS = ['faithful', 'fast', 'gluon']
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_the_expected_json(tmp_path):
     out = tmp_path / 'speed.json'
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -37,6 +38,7 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
     assert report['long_run'] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('against', ['fast', 'fast-native'])
 def test_long_run_on_several_seeds_summarises_every_pair(tmp_path, against):
     out = tmp_path / 'long.json'

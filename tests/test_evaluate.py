@@ -142,7 +142,8 @@ def test_streamed_minibatches_are_the_listed_ones_value_for_value(length, batch_
         onp.testing.assert_array_equal(Y.asnumpy(), Y_.asnumpy())
 
 
-def test_streamed_perplexity_is_the_listed_one_bit_for_bit(seed, ctx, time_machine):
+def test_streamed_perplexity_is_the_listed_one_bit_for_bit(seed, ctx, time_machine,
+                                                             native_library):
     corpus, vocab = time_machine
     model = d2lrnn.FastRNNScratch(len(vocab), 32, ctx)
     listed = d2lrnn.evaluate_perplexity(model, d2lrnn.seq_data_iter_eval(corpus, 8, 10), ctx)

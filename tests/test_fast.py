@@ -1,22 +1,21 @@
-"""FastRNNScratch computes what RNNModelScratch computes: outputs, state, gradients, training."""
+"""FastRNNScratch computes what RNNModelScratch computes: outputs, state, gradients, training;
+token ids outside the vocabulary are refused on every path."""
 import os
 import random
-import tempfile
-from pathlib import Path
+import subprocess
+import sys
+import textwrap
 
-# native builds go to a shared temporary cache, as in test_native.py
-os.environ.setdefault('D2LRNN_CACHE_DIR',
-                      str(Path(tempfile.gettempdir()) / f'd2lrnn-test-cache-{os.getuid()}'))
+import mxnet as mx
+import pytest
+from mxnet import autograd, gluon, np, npx
 
-import mxnet as mx  # noqa: E402
-import pytest  # noqa: E402
-from mxnet import autograd, gluon, np, npx  # noqa: E402
-
-import d2lrnn  # noqa: E402
-from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, grad_clipping,  # noqa: E402
+import d2lrnn
+from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, grad_clipping,
                     init_rnn_state, predict_ch8, rnn, sgd, train_epoch_ch8)
 
 CTX = npx.cpu()
+pytestmark = pytest.mark.usefixtures('native_library')
 
 
 # each variant, and 'bptt' both with the native operators and without
@@ -180,3 +179,78 @@ def test_saved_states_are_released_after_backward_and_a_retained_graph_still_wor
         gc.enable()
     for a, b in zip(first, fast.params):
         assert_close(a, b.grad)
+
+
+def run_python(code):
+    """Run `code` in a fresh Python (a crash there fails the test, not the session).
+
+    The child ends with os._exit, as the command line does: after recorded passes of
+    FastRNNScratch, MXNet's own shutdown can block for ever (d2lrnn.cli.end_process).
+    """
+    code = textwrap.dedent(code) + 'import os, sys; sys.stdout.flush(); os._exit(0)\n'
+    env = dict(os.environ, MPLBACKEND='Agg')
+    return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def outside(token_id, vocab_size):
+    return (f'token id {token_id} is outside the vocabulary of {vocab_size} tokens '
+            f'(0..{vocab_size - 1}): the model and the vocabulary do not match.')
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_token_ids_outside_the_vocabulary_get_one_clear_error_on_both_paths(native):
+    # The ids pick rows of W_xh: the native operator read (and wrote) outside the
+    # matrix, the Python path took a row of zeros; both must refuse alike.
+    done = run_python(f'''
+        from mxnet import autograd, np, npx
+        from d2lrnn import FastRNNScratch
+        model = FastRNNScratch(28, 32, npx.cpu(), native={native})
+        assert model.native == {native}
+        H0 = model.begin_state(2, npx.cpu())
+        for bad in (1000000, 28, -1, float('nan'), 2.5, 27):
+            X = np.array([[5, bad], [0, 1]])
+            try:
+                with autograd.record():
+                    model(X, H0)[0].sum().backward()
+                print('accepted', bad)
+            except ValueError as e:
+                print(e)
+        ''')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [outside(1000000, 28), outside(28, 28),
+                                        outside(-1, 28), outside('nan', 28),
+                                        'accepted 2.5', 'accepted 27']
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_train_ch8_with_a_model_smaller_than_the_vocabulary_says_so(native):
+    # A notebook's easy mistake: FastRNNScratch(10, ...) on the 28-token data.
+    done = run_python(f'''
+        import random
+        import mxnet as mx
+        from mxnet import npx
+        import d2lrnn
+        random.seed(0)
+        mx.random.seed(0)
+        train_iter, vocab = d2lrnn.load_data_time_machine(32, 35)
+        model = d2lrnn.FastRNNScratch(10, 32, npx.cpu(), native={native})
+        assert model.native == {native}
+        try:
+            d2lrnn.train_ch8(model, train_iter, vocab, 1, 1, npx.cpu())
+        except ValueError as e:
+            print(e)
+        ''')
+    assert done.returncode == 0, done.stderr
+    bad = int(done.stdout.split()[2])
+    assert 10 <= bad < len(d2lrnn.load_data_time_machine(32, 35)[1])
+    assert done.stdout == outside(bad, 10) + '\n'
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_no_time_steps_gets_a_clear_error(native):
+    model = FastRNNScratch(28, 8, CTX, native=native)
+    for shape in ((2, 0), (0, 3)):
+        with pytest.raises(ValueError, match=r'X holds no token ids \(shape \(\d, \d\)\): '
+                                             'batch_size and num_steps must be at least 1'):
+            model(np.zeros(shape), (np.zeros((shape[0], 8)),))

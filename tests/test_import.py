@@ -2,28 +2,39 @@
 Python 3.12 MXNet works however it is imported (d2lrnn/_compat.py); try_gpu
 falls back from a GPU that cannot run MXNet's kernels in one line."""
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import types
+import zipfile
+from pathlib import Path
+
+import pytest
 
 import mxnet as mx
-import pytest
 from mxnet import npx
 from mxnet.base import MXNetError
 
 import d2lrnn
 from d2lrnn import utils
 
+ROOT = Path(__file__).resolve().parents[1]
+# What building the distribution reads.
+SOURCES = ['pyproject.toml', 'setup.py', 'README.md', 'LICENSE',
+           'd2lrnn_launch.py', 'd2lrnn']
 
-def run_quietly(code):
-    """Run `code` in a fresh Python with no display and no reachable network."""
+
+def run_quietly(code, *options):
+    """Run `code` in a fresh Python (with `options`), with no display and no
+    reachable network."""
     env = {k: v for k, v in os.environ.items() if k not in ('DISPLAY', 'MPLBACKEND')}
     # A proxy that refuses every connection: nothing may need the network.
     env.update(http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9',
                HTTP_PROXY='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9',
                no_proxy='', OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, *options, '-c', code], env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_import_prints_nothing():
@@ -96,7 +107,7 @@ def test_compat_changes_numpy_only_where_it_lost_the_aliases():
 
 def test_mxnet_imported_before_d2lrnn_works_through_the_startup_hook():
     # A reader's own cell may import MXNet first: the environment's .pth
-    # hook (written by dev.sh) must have set the aliases back by then.
+    # hook (which the install ships) must have set the aliases back by then.
     result = run_quietly(
         'import sys\n'
         'from mxnet import np, npx\n'
@@ -208,3 +219,59 @@ def test_the_gpu_is_named_by_nvidia_smi_as_cuda_numbers_it(monkeypatch):
 
     monkeypatch.setattr(utils.subprocess, 'run', missing)
     assert utils._gpu_name(0) == ''
+
+
+
+def build_wheel(tmp_path):
+    """The project's wheel, built with this environment's setuptools from a
+    copy of the sources (pip builds in the source folder and would leave
+    build/ there)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name,
+                            ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copy(ROOT / name, src / name)
+    result = subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+         '--disable-pip-version-check', '--wheel-dir', str(tmp_path / 'wheels'),
+         str(src)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = (tmp_path / 'wheels').glob('d2lrnn-*.whl')
+    return wheel
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_startup_hook_and_a_plain_install_uses_it(tmp_path):
+    from d2lrnn import _compat
+    wheel = build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        # At the root: site-packages, where Python's start-up reads .pth files.
+        assert archive.read(_compat.PTH_NAME).decode() == _compat.PTH_LINE
+    target = tmp_path / 'site'
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
+                    '--no-index', '--disable-pip-version-check',
+                    '--target', str(target), str(wheel)], check=True, timeout=300)
+    # -S: no site-packages yet; -I: nor the current folder (this project's
+    # d2lrnn). The installed folder is read as start-up reads site-packages:
+    # its hook must be in place at once. Then this environment's folder, for
+    # MXNet (its own hook finds one in place and adds none), which is the
+    # first import.
+    result = run_quietly(
+        'import site, sys\n'
+        'def hooks():\n'
+        '    return [f for f in sys.meta_path\n'
+        '            if type(f).__name__ == "RestoreBeforeMXNet"]\n'
+        f'site.addsitedir({str(target)!r})\n'
+        'print(type(hooks()[0]).find_spec.__code__.co_filename)\n'
+        f'site.addsitedir({sysconfig.get_path("purelib")!r})\n'
+        'from mxnet import np, npx\n'
+        'npx.set_np()\n'
+        'x = np.array([1.0, 2.0, 3.0])\n'
+        'print(x[x > 1.5])\n'
+        'assert [h.done for h in hooks()] == [True], hooks()\n'
+        'assert "d2lrnn" not in sys.modules\n', '-I', '-S')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f'{target / "d2lrnn" / "_compat.py"}\n[2. 3.]\n'

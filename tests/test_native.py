@@ -1,24 +1,20 @@
-"""The native operators: same results as the Python path, cache, lock, fallback, command."""
+"""The native operators: same results as the Python path, bad ids refused, the build's
+cache and lock, the fallback, the command. (The cache's safety: test_native_cache.py.)"""
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
-# Builds in the tests go to a shared temporary cache, not ~/.cache (set at collection, so
-# every model the session makes uses it; the lock lets the workers share one build).
-os.environ.setdefault('D2LRNN_CACHE_DIR',
-                      str(Path(tempfile.gettempdir()) / f'd2lrnn-test-cache-{os.getuid()}'))
+import mxnet as mx
+import pytest
+from mxnet import autograd, np, npx
 
-import mxnet as mx  # noqa: E402
-import pytest  # noqa: E402
-from mxnet import autograd, np, npx  # noqa: E402
-
-from d2lrnn import FastRNNScratch, cli, native  # noqa: E402
+from d2lrnn import FastRNNScratch, cli, native
 
 CTX = npx.cpu()
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures('native_library')
 
 
 @pytest.fixture(scope='session')
@@ -86,43 +82,60 @@ def test_native_is_the_default_and_predicting_matches(library):
     assert_close(H, G)
 
 
-def fake_compiler(tmp_path, library, delay=0):
-    """A script standing in for g++: logs its call, waits, copies the real library."""
-    log = tmp_path / 'calls.log'
-    script = tmp_path / 'fake-g++'
-    script.write_text(textwrap.dedent(f'''\
-        #!/bin/sh
-        echo "$$" >> {log}
-        sleep {delay}
-        while [ "$#" -gt 1 ]; do [ "$1" = -o ] && out="$2"; shift; done
-        cp {library} "$out"
-        '''))
-    script.chmod(0o755)
-    return script, log
+def test_the_operators_themselves_refuse_ids_outside_the_vocabulary(library):
+    # Called directly, past FastRNNScratch's own check: an error, never a read or write
+    # outside W_xh. In a child: before this check, id 1000000 crashed the process.
+    code = textwrap.dedent(f'''
+        import mxnet as mx
+        nd = mx.nd
+        mx.library.load({str(library)!r}, verbose=False)
+        V, Hd = 28, 32
+        W_xh, W_hh, W_hq = nd.ones((V, Hd)), nd.zeros((Hd, Hd)), nd.zeros((Hd, V))
+        for bad in (1000000, 28, -1, float('nan'), 27):
+            X = nd.array([[5, bad]])
+            calls = dict(
+                forward=lambda: nd.d2lrnn_rnn_forward(
+                    W_xh, W_hh, nd.zeros(Hd), W_hq, nd.zeros(V), nd.zeros((1, Hd)), X),
+                backward=lambda: nd.d2lrnn_rnn_backward(
+                    nd.ones((2, V)), nd.zeros((1, Hd)), W_hh, W_hq, X, nd.ones((3, 1, Hd))))
+            for name, call in calls.items():
+                try:
+                    [out.wait_to_read() for out in call()]
+                    print(name, 'ran')
+                except mx.base.MXNetError as e:
+                    print(str(e).strip().splitlines()[-1].split(': ', 1)[1])
+        ''')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = [f'd2lrnn_rnn_{op}: token id {shown} is outside the vocabulary of 28 tokens '
+                '(0..27)' for shown in ('1e+06', '28', '-1', 'nan') for op in ('forward',
+                                                                              'backward')]
+    assert done.stdout.splitlines() == expected + ['forward ran', 'backward ran']
 
 
-def test_a_second_build_finds_the_cache(library, tmp_path, monkeypatch):
-    script, log = fake_compiler(tmp_path, library)
+def test_a_second_build_finds_the_cache(fake_compiler, tmp_path, monkeypatch):
+    script, log = fake_compiler()
     monkeypatch.setenv('CXX', str(script))
     monkeypatch.setenv('D2LRNN_CACHE_DIR', str(tmp_path / 'cache'))
     path, compiled = native.build()
     assert compiled and path.parent == tmp_path / 'cache' and path.suffix == '.so'
     assert native.build() == (path, False)
-    assert len(log.read_text().split()) == 1
+    assert len(log.read_text().splitlines()) == 1
     # another compiler is another key
     monkeypatch.setenv('CXX', str(script) + '-not-there')
     assert native.library_path() != path
 
 
-def test_two_processes_never_compile_at_once(library, tmp_path):
-    script, log = fake_compiler(tmp_path, library, delay=2)
+def test_two_processes_never_compile_at_once(fake_compiler, tmp_path):
+    script, log = fake_compiler(delay=2)
     env = dict(os.environ, CXX=str(script), D2LRNN_CACHE_DIR=str(tmp_path / 'cache'))
     code = 'from d2lrnn import native; print(native.build()[1])'
     procs = [subprocess.Popen([sys.executable, '-c', code], env=env, text=True,
                               stdout=subprocess.PIPE) for _ in range(2)]
     outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert outs == ['False', 'True']  # one compiled; the other waited, then found it
-    assert len(log.read_text().split()) == 1
+    assert len(log.read_text().splitlines()) == 1
 
 
 def test_without_a_compiler_one_line_then_the_python_path(library, tmp_path, monkeypatch,
@@ -174,7 +187,8 @@ def test_default_cache_directory(monkeypatch, tmp_path):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
     assert native.cache_dir() == tmp_path / 'd2lrnn'
     monkeypatch.delenv('XDG_CACHE_HOME')
-    assert native.cache_dir() == Path.home() / '.cache' / 'd2lrnn'
+    monkeypatch.setenv('HOME', str(tmp_path / 'me'))
+    assert native.cache_dir() == tmp_path / 'me' / '.cache' / 'd2lrnn'
 
 
 def test_the_source_ships_with_the_package():

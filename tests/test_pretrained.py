@@ -13,7 +13,7 @@ from d2lrnn.data import load_corpus_time_machine
 from d2lrnn.evaluate import seq_data_iter_eval
 
 
-def test_the_documented_call_works_right_after_importing_d2lrnn():
+def test_the_documented_call_works_right_after_importing_d2lrnn(native_library):
     """`import d2lrnn; d2lrnn.checkpoint.load_model()`, in a fresh process (here other tests
     may have imported d2lrnn.checkpoint already)."""
     code = ('import d2lrnn; model, vocab = d2lrnn.checkpoint.load_model(); '
@@ -33,7 +33,7 @@ def test_the_moved_functions_are_still_importable_from_checkpoint():
         ckpt.nothing
 
 
-def test_the_shipped_model_holds_the_checkpoints_parameters():
+def test_the_shipped_model_holds_the_checkpoints_parameters(native_library):
     model, vocab = d2lrnn.load_model()
     saved = ckpt.load(ckpt.SHIPPED_MODEL)
     assert vocab.idx_to_token == saved.vocab.idx_to_token

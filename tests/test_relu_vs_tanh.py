@@ -54,6 +54,7 @@ def check_run(run, epochs, theta):
         assert 0 <= h['H_mean'] <= h['H_max'] and h['spectral_W_hh'] > 0
 
 
+@pytest.mark.slow
 def test_every_run_records_its_curves_and_gradient_norms(tiny_run):
     result, out = tiny_run
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
@@ -80,6 +81,7 @@ def test_every_run_records_its_curves_and_gradient_norms(tiny_run):
             assert len(run['hidden']) == heldout['num_epochs'] + 1
 
 
+@pytest.mark.slow
 def test_relu_and_tanh_start_alike_and_then_differ(tiny_run):
     result, _ = tiny_run
     for setting in ('section', 'heldout'):
@@ -100,6 +102,7 @@ def test_relu_and_tanh_start_alike_and_then_differ(tiny_run):
         assert seeds[0]['train_ppl'] != seeds[1]['train_ppl']
 
 
+@pytest.mark.slow
 def test_the_summary_is_the_spread_over_seeds(tiny_run):
     result, _ = tiny_run
     for setting in ('section', 'heldout'):
@@ -116,6 +119,7 @@ def test_the_summary_is_the_spread_over_seeds(tiny_run):
     assert result['baselines']['uniform_ppl'] == 28
 
 
+@pytest.mark.slow
 def test_merge_reruns_one_setting_and_keeps_the_other(tiny_run, script,
                                                       tmp_path):
     result, out = tiny_run
@@ -133,6 +137,7 @@ def test_merge_reruns_one_setting_and_keeps_the_other(tiny_run, script,
     assert merged['merged']['command'] == result['command']
 
 
+@pytest.mark.slow
 def test_merge_adds_seeds_and_a_seed_repeats_itself(tiny_run, script,
                                                     tmp_path):
     result, out = tiny_run

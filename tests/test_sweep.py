@@ -36,6 +36,7 @@ def check_layout(result):
         assert sample['sampled'].startswith(sample['prefix'])
 
 
+@pytest.mark.slow
 def test_tiny_sweep(tmp_path, sweep):
     out = tmp_path / 'sweep.json'
     result = sweep(['--tiny', '--quiet', '--model', 'scratch', '--out', str(out),
@@ -48,6 +49,7 @@ def test_tiny_sweep(tmp_path, sweep):
     assert result['cross_book']['war_of_the_worlds_run']['num_hiddens'] == best['num_hiddens']
 
 
+@pytest.mark.slow
 def test_tiny_sweep_is_repeatable(tmp_path, sweep):
     args = ['--tiny', '--quiet', '--model', 'scratch', '--only', 'base',
             '--model-dir', str(tmp_path / 'models')]

@@ -116,6 +116,7 @@ def test_dropping_detach_as_the_original_does_gives_identical_parameters(seed, c
 
 # --- training ---
 
+@pytest.mark.slow
 def test_a_short_seeded_run_lowers_perplexity_markedly(seed, ctx, make_model):
     train_iter, vocab = d2lrnn.load_data_time_machine(32, 35)
     model = make_model(len(vocab), 128)
@@ -145,6 +146,7 @@ def test_train_ch8_plots_every_10_epochs_and_prints_three_lines(seed, ctx, make_
     assert animator.Y[0][-1] == ppl
 
 
+@pytest.mark.slow
 def test_a_progress_log_measures_at_the_plotted_epochs_without_changing_training(
         seed, ctx, make_model):
     def run(with_log):

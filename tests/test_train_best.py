@@ -32,6 +32,7 @@ def tiny_run(tmp_path_factory, train_best):
     return result, out, directory
 
 
+@pytest.mark.slow
 def test_tiny_run_records_every_epoch_of_every_seed(tiny_run):
     result, out, _ = tiny_run
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
@@ -53,6 +54,7 @@ def test_tiny_run_records_every_epoch_of_every_seed(tiny_run):
     assert 0 <= result['mixture']['rnn_weight'] <= 1
 
 
+@pytest.mark.slow
 def test_the_checkpoint_holds_the_best_epoch_and_the_cli_reads_it(
         tiny_run, capsys, bench_script):
     result, _, directory = tiny_run

@@ -178,6 +178,22 @@ float* scratch(std::vector<float>* buf, int64_t n) {
   return buf->data();
 }
 
+// The ids index rows of W_xh (V rows): each must be in 0..V-1 before any is
+// used, else the operator would read (forward) or write (backward) outside
+// the matrix. d2lrnn/fast.py checks first and says which id; this is the
+// defence behind it, one pass over the B * T ids. NaN fails the test too.
+bool ids_in_range(const char* op, const float* X, int64_t n, int V) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(X[i] >= 0.0f && X[i] < static_cast<float>(V))) {
+      MX_ERROR_MSG << op << ": token id " << X[i]
+                   << " is outside the vocabulary of " << V << " tokens (0.."
+                   << V - 1 << ")";
+      return false;
+    }
+  }
+  return true;
+}
+
 bool relu_of(const Attrs& attrs) {
   auto it = attrs.find("activation");
   return it != attrs.end() && it->second == "relu";
@@ -203,6 +219,8 @@ MXReturnValue forward(const Attrs& attrs, std::vector<MXTensor>* in,
   const float* X = (*in)[6].data<float>();
   const int V = (*in)[0].shape[0], Hd = (*in)[0].shape[1];
   const int B = (*in)[6].shape[0], T = (*in)[6].shape[1];
+  if (!ids_in_range("d2lrnn_rnn_forward", X, static_cast<int64_t>(B) * T, V))
+    return MX_FAIL;
   float* Y = (*out)[0].data<float>();
   float* H_last = (*out)[1].data<float>();
   float* Hs = (*out)[2].data<float>();
@@ -258,6 +276,9 @@ MXReturnValue backward(const Attrs& attrs, std::vector<MXTensor>* in,
   const float* mask = masked ? (*in)[6].data<float>() : nullptr;
   const int Hd = (*in)[2].shape[0], V = (*in)[3].shape[1];
   const int B = (*in)[4].shape[0], T = (*in)[4].shape[1];
+  if (!ids_in_range("d2lrnn_rnn_backward", X, static_cast<int64_t>(B) * T,
+                    V))
+    return MX_FAIL;
   float* dW_xh = (*out)[0].data<float>();
   float* dW_hh = (*out)[1].data<float>();
   float* db_h = (*out)[2].data<float>();

@@ -11,6 +11,13 @@ from d2lrnn.cli.config import DEFAULTS
 from d2lrnn.data import Vocab, tokenize
 
 
+@pytest.fixture(autouse=True)
+def native_operator(native_library):
+    """The command line's model is FastRNNScratch: its native operator is built
+    (tests/conftest.py) before any test here times or trains it."""
+    return native_library
+
+
 @pytest.fixture(scope='session')
 def trained(tmp_path_factory):
     """A 4-epoch run with a validation split: (directory, CompletedProcess)."""

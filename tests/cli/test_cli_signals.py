@@ -90,6 +90,7 @@ def test_ctrl_c_during_a_save_writes_that_checkpoint_once(capsys, tmp_path, monk
     assert ckpt.load(out).progress['epoch'] == 1
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint(tmp_path):
     out, rng, epochs = tmp_path / 'run', random.Random(0), []
     for round in range(3):

@@ -91,6 +91,7 @@ def test_resume_gives_the_uninterrupted_result(capsys, tmp_path, iteration):
 
 # ---------------------------------------------------------------- one run per --out
 
+@pytest.mark.slow
 def test_a_second_train_on_the_same_out_stops_while_the_first_runs(tmp_path):
     out = tmp_path / 'run'
     first = start_d2lrnn('train', *TINY, '--epochs', 100000, '--checkpoint-every', 1,
