@@ -30,6 +30,6 @@ def main():
     if pressed:
         print('d2lrnn: interrupted while starting; nothing was done.',
               file=sys.stderr, flush=True)
-        os._exit(130)  # not sys.exit: MXNet's shutdown may block (cli.py)
+        os._exit(130)  # not sys.exit: MXNet's shutdown may block (d2lrnn.cli)
     signal.signal(signal.SIGINT, previous)
     return cli_main()

@@ -19,14 +19,16 @@ from .data import (SeqDataLoader, Vocab, count_corpus,
                    load_corpus_time_machine, load_data_time_machine,
                    read_time_machine, seq_data_iter_consecutive,
                    seq_data_iter_random, seq_data_iter_sequential, tokenize)
-from .evaluate import (evaluate_perplexity, seq_data_iter_eval, split_corpus,
-                       split_train_valid_test)
+from .evaluate import (bits_per_char, evaluate_perplexity, seq_data_iter_eval,
+                       split_corpus, split_train_valid_test)
 from .fast import FastRNNScratch
 from .model import RNNModelScratch, get_params, init_rnn_state, rnn
 from .ngram import NGramLM, ngram_perplexity
-from .optim import Adam, ParamAverage, bits_per_char, cosine_schedule
+from .optim import Adam, ParamAverage, cosine_schedule
 from .plot import Animator
 from .predict import predict_ch8
+from .pretrained import load_model
+from . import checkpoint  # noqa: F401  d2lrnn.checkpoint.load(...)
 from . import results  # noqa: F401  the committed results, for the book
 from .train import (ProgressLog, grad_clipping, sgd, train_ch8,
                     train_epoch_ch8)

@@ -34,7 +34,6 @@ import numpy as onp
 from mxnet import np, npx
 
 from .data import Vocab
-from .fast import FastRNNScratch
 
 FORMAT = 'd2lrnn-checkpoint'
 FORMAT_VERSION = 1
@@ -329,42 +328,15 @@ def load(directory):
     return Checkpoint(params, vocab, config, progress)
 
 
-def new_model(vocab_size, num_hiddens, ctx):
-    """The one place that builds the model checkpoints are read into.
+def __getattr__(name):
+    """Building models from checkpoints is ``d2lrnn.pretrained``'s.
 
-    ``FastRNNScratch`` computes what ``RNNModelScratch(vocab_size,
-    num_hiddens, ctx, get_params, init_rnn_state, rnn)`` computes, with the
-    same five parameters in the same order, only faster; checkpoints hold
-    just those parameters, so either class reads the other's checkpoints.
+    Its functions stay importable from here, where they were first.
     """
-    return FastRNNScratch(vocab_size, num_hiddens, ctx)
-
-
-def set_params(model, params, ctx):
-    """Copy saved parameters (NumPy arrays by name) into the model, in place."""
-    for param, name in zip(model.params, PARAM_NAMES):
-        param[:] = np.array(params[name], ctx=ctx)
-
-
-def to_model(checkpoint, ctx):
-    """A model on `ctx` holding a loaded checkpoint's parameters."""
-    model = new_model(len(checkpoint.vocab), checkpoint.config['num_hiddens'],
-                      ctx)
-    set_params(model, checkpoint.params, ctx)
-    return model
-
-
-def load_model(directory=None, ctx=None):
-    """(model, vocab) from a checkpoint: the shipped model if `directory` is
-    None (``SHIPPED_MODEL``).
-
-    The model (``new_model``) is on `ctx` (the CPU if None);
-    ``predict_ch8`` and ``evaluate_perplexity`` take it as they take the
-    section's model.
-    """
-    saved = load(SHIPPED_MODEL if directory is None else directory)
-    ctx = npx.cpu() if ctx is None else ctx
-    return to_model(saved, ctx), saved.vocab
+    if name in ('new_model', 'set_params', 'to_model', 'load_model'):
+        from . import pretrained
+        return getattr(pretrained, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def _damaged(directory, what):

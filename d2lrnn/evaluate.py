@@ -8,11 +8,16 @@ The section reports only training perplexity, on 10,000 characters that a
 
 and the model is scored on the validation part, read sequentially from its
 first character with the state carried across minibatches, so that every
-evaluation of the same model on the same text gives the same number.
+evaluation of the same model on the same text gives the same number. A
+score is a perplexity, or the bits per character it amounts to.
 """
-from mxnet import gluon
+import math
 
-from .data import _sequential_batches, check_positive
+import numpy as onp
+from mxnet import gluon, np
+
+from .checks import check_positive
+from .data import _sequential_batches
 from .utils import Accumulator, perplexity
 
 
@@ -68,15 +73,67 @@ def seq_data_iter_eval(corpus, batch_size, num_steps):
     Like ``seq_data_iter_sequential`` but repeatable; the tail that does
     not fill a (batch_size, num_steps) block is left out.
     """
+    check_eval_length(len(corpus), batch_size, num_steps)
+    return list(_sequential_batches(corpus, batch_size, num_steps, offset=0))
+
+
+def check_eval_length(num_tokens, batch_size, num_steps):
+    """Raise unless `num_tokens` fill one (batch_size, num_steps) minibatch."""
     check_positive(batch_size=batch_size, num_steps=num_steps)
-    num_tokens = ((len(corpus) - 1) // batch_size) * batch_size
-    if num_tokens // batch_size < num_steps:
+    if (num_tokens - 1) // batch_size < num_steps:
         raise ValueError(
-            f'the text has {len(corpus)} tokens, too few to score with '
+            f'the text has {num_tokens} tokens, too few to score with '
             f'batch_size={batch_size} and num_steps={num_steps}: it needs '
             f'at least {batch_size * num_steps + 1}. '
             'Use a longer text or smaller batch_size and num_steps.')
-    return list(_sequential_batches(corpus, batch_size, num_steps, offset=0))
+
+
+def seq_data_stream_eval(read_ids, num_tokens, batch_size, num_steps):
+    """``seq_data_iter_eval``'s minibatches, made one at a time.
+
+    For a corpus too large to hold: `read_ids(start, stop)` yields the ids
+    ``corpus[start:stop]`` of a corpus of `num_tokens` ids in pieces (NumPy
+    integer arrays). The minibatches are those that
+    ``seq_data_iter_eval(corpus, batch_size, num_steps)`` lists, value for
+    value and in order; only a piece of each row is held at a time.
+    """
+    check_eval_length(num_tokens, batch_size, num_steps)
+    # Row i of every minibatch continues row i of the one before: the
+    # corpus is read as batch_size streams, each of row_length ids.
+    row_length = (num_tokens - 1) // batch_size
+    num_batches = row_length // num_steps
+    rows = [_Stream(read_ids(i * row_length,
+                             i * row_length + num_batches * num_steps + 1))
+            for i in range(batch_size)]
+    for _ in range(num_batches):
+        # Each row's next num_steps ids and the one after, for the labels.
+        block = onp.stack([row.take(num_steps + 1, num_steps)
+                           for row in rows])  # (batch_size, num_steps + 1)
+        # float32, as np.array makes of a list of ids
+        yield (np.array(block[:, :-1], dtype='float32'),
+               np.array(block[:, 1:], dtype='float32'))
+
+
+class _Stream:
+    """The ids of one row of minibatches, read piece by piece."""
+
+    def __init__(self, pieces):
+        self.pieces = iter(pieces)
+        self.buffer = None  # of the pieces' dtype, once one is read
+
+    def take(self, size, step):
+        """The next `size` ids; the stream then moves on by `step`."""
+        while self.buffer is None or len(self.buffer) < size:
+            piece = next(self.pieces, None)
+            if piece is None:
+                have = 0 if self.buffer is None else len(self.buffer)
+                raise ValueError(f'read_ids yielded fewer ids than asked for '
+                                 f'(at least {size - have} more).')
+            self.buffer = (piece if self.buffer is None
+                           else onp.concatenate([self.buffer, piece]))
+        ids = self.buffer[:size]
+        self.buffer = self.buffer[step:]
+        return ids
 
 
 def scored_minibatches(model, data_iter, ctx, use_random_iter=False):
@@ -111,3 +168,11 @@ def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
         raise ValueError(
             'the data iterator yielded no minibatch: nothing to evaluate.')
     return perplexity(metric[0], metric[1])
+
+
+def bits_per_char(ppl):
+    """Bits per character of a character model with perplexity `ppl`.
+
+    log2(ppl): the average number of bits an ideal coder would need.
+    """
+    return math.log2(ppl)

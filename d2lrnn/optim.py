@@ -274,9 +274,3 @@ def _count_minibatches(train_iter):
         return sum(1 for _ in train_iter)
     finally:
         random.setstate(state)
-
-
-def bits_per_char(ppl):
-    """Bits per character of a character model with perplexity `ppl`:
-    log2(ppl), the average number of bits an ideal coder would need."""
-    return math.log2(ppl)

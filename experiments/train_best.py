@@ -34,10 +34,10 @@ import d2lrnn
 from d2lrnn import checkpoint as ckpt
 from d2lrnn import corpora
 from d2lrnn.data import TIME_MACHINE
-from d2lrnn.evaluate import evaluate_perplexity, seq_data_iter_eval
+from d2lrnn.evaluate import bits_per_char, evaluate_perplexity, seq_data_iter_eval
 from d2lrnn.experiments import target_probabilities
 from d2lrnn.ngram import NGramLM
-from d2lrnn.optim import bits_per_char, fit
+from d2lrnn.optim import fit
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / 'results' / 'best_rnn.json'

@@ -1,7 +1,7 @@
 """Checkpoint files that are not finite, not regular or not bounded are refused.
 
 Unit tests of ``d2lrnn.checkpoint`` itself, in this process; the command line's
-behaviour around them is in test_cli.py.
+behaviour around them is in tests/cli/.
 """
 import contextlib
 import io
@@ -202,8 +202,10 @@ def test_a_size_no_checkpoint_has_is_refused_before_any_read(saved, reads, role,
 
 
 def test_the_size_bounds_hold_the_largest_model_the_command_line_accepts():
-    from d2lrnn import cli
-    assert ckpt.MAX_ARRAY_SIZE == cli.MAX_ARRAY_SIZE
+    from d2lrnn.cli import config
+    # The command line refuses arrays beyond the same bound (config.check_model_size).
+    with pytest.raises(config.CLIError, match=f'limit of {ckpt.MAX_ARRAY_SIZE:,} per array'):
+        config.check_model_size(28, {'num_hiddens': math.isqrt(ckpt.MAX_ARRAY_SIZE) + 1})
     # The largest hidden size of a character vocabulary of 28, and the largest vocabulary
     # of one hidden unit: every array within MXNet's limit, as cli.check_model_size asks.
     for vocab_size, num_hiddens in ((28, math.isqrt(ckpt.MAX_ARRAY_SIZE)),

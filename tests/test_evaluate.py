@@ -1,11 +1,14 @@
-"""Held-out perplexity: splitting the corpus, a repeatable iterator, the score itself."""
+"""Held-out perplexity: splitting the corpus, a repeatable iterator (listed or streamed), the
+score itself."""
 import math
+import random
 
 import numpy as onp
 import pytest
 from mxnet import np
 
 import d2lrnn
+from d2lrnn.evaluate import bits_per_char, seq_data_stream_eval
 
 
 def test_split_corpus_cuts_at_the_fraction():
@@ -110,3 +113,52 @@ def test_scored_minibatches_carry_the_state_and_line_up_the_labels(seed, ctx, ma
     fresh = list(scored_minibatches(model, data, ctx, use_random_iter=True))
     first, _ = model(np.array([corpus[10:20]]), model.begin_state(1, ctx))
     assert onp.allclose(fresh[1][0].asnumpy(), first.asnumpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------ streamed, for texts too large to hold
+
+def pieces(corpus, rng):
+    """A read_ids over `corpus` that yields each stretch in pieces of random sizes."""
+    def read(start, stop):
+        while start < stop:
+            size = rng.randint(1, 7)
+            yield onp.array(corpus[start:min(start + size, stop)])
+            start += size
+    return read
+
+
+@pytest.mark.parametrize('length, batch_size, num_steps', [
+    (41, 1, 10), (100, 3, 5), (21, 4, 5), (2000, 8, 10), (1234, 32, 7)])
+def test_streamed_minibatches_are_the_listed_ones_value_for_value(length, batch_size,
+                                                                  num_steps):
+    corpus = [int(i) for i in onp.random.default_rng(length).integers(0, 28, size=length)]
+    listed = d2lrnn.seq_data_iter_eval(corpus, batch_size, num_steps)
+    streamed = list(seq_data_stream_eval(pieces(corpus, random.Random(0)), length,
+                                         batch_size, num_steps))
+    assert len(streamed) == len(listed) >= 1
+    for (X, Y), (X_, Y_) in zip(listed, streamed):
+        assert X.dtype == X_.dtype == onp.float32 and X.shape == X_.shape
+        onp.testing.assert_array_equal(X.asnumpy(), X_.asnumpy())
+        onp.testing.assert_array_equal(Y.asnumpy(), Y_.asnumpy())
+
+
+def test_streamed_perplexity_is_the_listed_one_bit_for_bit(seed, ctx, time_machine,
+                                                             native_library):
+    corpus, vocab = time_machine
+    model = d2lrnn.FastRNNScratch(len(vocab), 32, ctx)
+    listed = d2lrnn.evaluate_perplexity(model, d2lrnn.seq_data_iter_eval(corpus, 8, 10), ctx)
+    streamed = d2lrnn.evaluate_perplexity(
+        model, seq_data_stream_eval(pieces(corpus, random.Random(1)), len(corpus), 8, 10), ctx)
+    assert streamed == listed
+
+
+def test_streaming_refuses_what_the_list_refuses():
+    with pytest.raises(ValueError, match='too few to score.*at least 21'):
+        next(seq_data_stream_eval(pieces(list(range(20)), None), 20, 4, 5))
+    with pytest.raises(ValueError, match='fewer ids than asked'):
+        list(seq_data_stream_eval(lambda start, stop: iter([onp.arange(3)]), 100, 3, 5))
+
+
+def test_bits_per_char():
+    assert d2lrnn.bits_per_char(2.0) == 1.0
+    assert bits_per_char(28.0) == pytest.approx(math.log2(28))

@@ -9,8 +9,7 @@ from mxnet import autograd, np, npx
 
 import d2lrnn
 from d2lrnn import FastRNNScratch
-from d2lrnn.optim import (Adam, ParamAverage, bits_per_char, cosine_schedule,
-                          fit)
+from d2lrnn.optim import Adam, ParamAverage, cosine_schedule, fit
 
 CTX = npx.cpu()
 
@@ -154,11 +153,6 @@ def test_param_average_is_the_corrected_moving_average():
     no_average = ParamAverage([x], decay=0.0)
     no_average.update()
     assert no_average.averaged()[0].item() == 8.0
-
-
-def test_bits_per_char():
-    assert bits_per_char(2.0) == 1.0
-    assert bits_per_char(28.0) == pytest.approx(math.log2(28))
 
 
 # ------------------------------------------------------------ fit
