@@ -227,6 +227,17 @@ def check_model_size(vocab_size, config):
             f'{math.prod(shapes[largest]):,} numbers, more than MXNet\'s '
             f'limit of {limit:,} per array; choose at most '
             f'{math.isqrt(limit)} hidden units.')
+    # Its checkpoint must load again: MXNet 1.9 parses at most 4 GiB of
+    # parameters from memory.
+    saved = ckpt.params_bytes(vocab_size, hidden) + ckpt.PARAMS_OVERHEAD
+    if saved > ckpt.MAX_LOADABLE_PARAMS_BYTES:
+        most = max(h for h in range(1, math.isqrt(limit) + 1, 64)
+                   if ckpt.params_bytes(vocab_size, h) + ckpt.PARAMS_OVERHEAD
+                   <= ckpt.MAX_LOADABLE_PARAMS_BYTES)
+        raise CLIError(
+            f'--hidden {hidden} makes a checkpoint of {saved / 2 ** 30:.1f} GiB, '
+            'more than the 4 GiB MXNet 1.9 can load again; choose at most '
+            f'about {most} hidden units.')
     needed = PARAM_COPIES * 4 * numbers  # float32
     memory = physical_memory()
     if memory is not None and needed > memory:

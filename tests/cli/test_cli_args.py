@@ -147,11 +147,13 @@ def test_a_resumed_progress_with_bad_values_is_refused_in_one_line(capsys, good,
 
 @pytest.mark.parametrize('hidden, message', [
     (100000, 'more than MXNet\'s limit of 2,147,483,647 per array; choose at most 46340'),
-    (46000, 'GB of memory here; choose fewer hidden units'),
+    (46000, 'more than the 4 GiB MXNet 1.9 can load again; choose at most about'),
+    (32000, 'GB of memory here; choose fewer hidden units'),
 ])
 def test_a_model_too_large_is_refused_saying_how_large(capsys, good, monkeypatch, hidden,
                                                        message):
-    # A machine of 16 GB, whatever this one has: 46,000 hidden units need 34 GB.
+    # A machine of 16 GB, whatever this one has: 32,000 hidden units need 16.4 GB (a
+    # checkpoint of 3.8 GiB, which MXNet can load again; 46,000 units make 7.9 GiB).
     monkeypatch.setattr(config, 'physical_memory', lambda: 16 * 10 ** 9)
     assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--hidden', hidden],
                    message, good)
