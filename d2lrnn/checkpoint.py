@@ -33,6 +33,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import np, npx
 
+from . import atomic
 from .data import Vocab
 
 FORMAT = 'd2lrnn-checkpoint'
@@ -44,7 +45,6 @@ ROLES = {'params': '.params', 'vocab': '.json', 'config': '.json',
 # Files this module writes; only these are ever deleted from a directory.
 _OWN_FILE = re.compile(
     r'^(params|vocab|config|progress)-[0-9a-f]{16}\.(params|json)$')
-_TEMP_PREFIX = '.d2lrnn-tmp-'
 # The model the package ships: experiments/train_best.py's best run, trained on the
 # first 90% of The Time Machine (its figures: experiments/results/best_rnn.json).
 SHIPPED_MODEL = Path(__file__).resolve().parent / 'models' / 'time-machine-best'
@@ -148,7 +148,7 @@ def save(directory, checkpoint):
                 'epoch': checkpoint.progress.get('epoch'), 'files': files}
     # The commit point: before this replace the old checkpoint is current,
     # after it the new.
-    _write_atomic(directory, MANIFEST, _json_bytes(manifest))
+    atomic.write(directory, MANIFEST, _json_bytes(manifest))
     _remove_unnamed(directory, {entry['name'] for entry in files.values()})
 
 
@@ -177,7 +177,7 @@ def _json_bytes(obj):
 def _write_json(directory, role, obj):
     data = _json_bytes(obj)
     entry = _entry(role, data)
-    _write_atomic(directory, entry['name'], data)
+    atomic.write(directory, entry['name'], data)
     return entry
 
 
@@ -189,7 +189,7 @@ def _write_params(directory, params):
     missing = set(PARAM_NAMES) - set(params)
     if missing:
         raise ValueError(f'parameters missing: {sorted(missing)}')
-    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=atomic.TEMP_PREFIX, dir=directory)
     os.close(fd)
     try:
         try:
@@ -202,7 +202,7 @@ def _write_params(directory, params):
                           + (lines[-1].strip() if lines else 'MXNet failed')
                           ) from None
         # mkstemp makes 0600; give the usual file mode.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~atomic.umask())
         # Hash what was written, then put it on disk.
         with open(tmp, 'rb+') as f:
             entry = _entry('params', f.read())
@@ -210,9 +210,9 @@ def _write_params(directory, params):
             os.fsync(f.fileno())
         os.replace(tmp, directory / entry['name'])
     except BaseException:
-        _unlink_quietly(tmp)
+        atomic.unlink_quietly(tmp)
         raise
-    _fsync_directory(directory)  # and the rename itself is on disk
+    atomic.fsync_directory(directory)  # and the rename itself is on disk
     return entry
 
 
@@ -228,41 +228,6 @@ def _entry(role, data):
             'bytes': len(data)}
 
 
-def _write_atomic(directory, name, data):
-    """Put `data` at directory/name, atomically.
-
-    The name holds either the old or the new bytes, never a mixture.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=directory)
-    try:
-        # mkstemp makes 0600; give the usual file mode.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            # The bytes are on disk before the name points at them.
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / name)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_directory(directory)  # and the rename itself is on disk
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_unnamed(directory, keep):
     """Delete our files that the manifest does not name.
 
@@ -270,9 +235,9 @@ def _remove_unnamed(directory, keep):
     """
     for path in directory.iterdir():
         own = (_OWN_FILE.fullmatch(path.name)
-               or path.name.startswith(_TEMP_PREFIX))
+               or path.name.startswith(atomic.TEMP_PREFIX))
         if own and path.name not in keep:
-            _unlink_quietly(path)
+            atomic.unlink_quietly(path)
 
 
 def remove(directory):
@@ -285,18 +250,11 @@ def remove(directory):
     directory = Path(directory)
     if not directory.is_dir() or directory.is_symlink():
         return
-    _unlink_quietly(directory / MANIFEST)
+    atomic.unlink_quietly(directory / MANIFEST)
     _remove_unnamed(directory, set())
     try:
         directory.rmdir()
     except OSError:  # something else lives there: leave it
-        pass
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
         pass
 
 
