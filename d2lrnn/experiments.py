@@ -38,8 +38,8 @@ def rnn_lookup(inputs, state, params):
     H, = state
     outputs = []
     for ids in inputs:  # ids: (batch_size,)
-        # The rows of W_xh the ids name, = one_hot(ids) @ W_xh:
-        # (batch_size, num_hiddens)
+        # The rows of W_xh picked by the ids, as one_hot(ids) @ W_xh
+        # would give: (batch_size, num_hiddens)
         X_W = np.take(W_xh, ids.astype('int32'), axis=0)
         H = np.tanh(X_W + np.dot(H, W_hh) + b_h)
         outputs.append(np.dot(H, W_hq) + b_q)
