@@ -21,7 +21,7 @@ import numpy as onp
 from mxnet import gluon, np, npx
 
 from .checks import (check_positive, check_positive_number,
-                     check_theta_or_none)
+                     check_theta_or_none, check_token_ids)
 from .evaluate import (evaluate_perplexity, scored_minibatches,
                        seq_data_iter_eval)
 from .model import RNNModelScratch
@@ -32,22 +32,14 @@ from .train import STATE_MODES, sgd, train_epoch  # noqa: F401
 # Exercise 1: token ids instead of one-hot vectors ----------------------------
 
 def rnn_lookup(inputs, state, params):
-    """``d2lrnn.rnn`` fed with token ids, not one-hot vectors (exercise 1).
-
-    `inputs` holds ids, shaped (num_steps, batch_size). Step t reads the
-    rows of ``W_xh`` that the ids name (``np.take``), which is what the
-    product of a one-hot matrix with ``W_xh`` computes. Everything else is
-    ``rnn``.
-    """
+    """``rnn`` fed token ids, not one-hot vectors (exercise 1)."""
+    check_id_matrix(inputs, 'inputs', '(num_steps, batch_size)')
     W_xh, W_hh, b_h, W_hq, b_q = params
-    if inputs.ndim != 2:
-        raise ValueError(
-            'inputs must be token ids shaped (num_steps, batch_size), '
-            f'got shape {inputs.shape}.')
     H, = state
     outputs = []
     for ids in inputs:  # ids: (batch_size,)
-        # (batch_size, num_hiddens)
+        # The rows of W_xh picked by the ids, as one_hot(ids) @ W_xh
+        # would give: (batch_size, num_hiddens)
         X_W = np.take(W_xh, ids.astype('int32'), axis=0)
         H = np.tanh(X_W + np.dot(H, W_hh) + b_h)
         outputs.append(np.dot(H, W_hq) + b_q)
@@ -68,16 +60,17 @@ class LookupRNNScratch(RNNModelScratch):
                          init_state, forward)
 
     def __call__(self, X, state):
-        if X.ndim != 2:
-            raise ValueError(
-                'X must be token ids shaped (batch_size, num_steps), '
-                f'got shape {X.shape}.')
-        if X.size and (float(X.min()) < 0
-                       or float(X.max()) >= self.vocab_size):
-            raise ValueError(
-                f'token ids must lie in [0, {self.vocab_size}), got ids '
-                f'from {float(X.min())} to {float(X.max())}.')
+        check_id_matrix(X, 'X', '(batch_size, num_steps)')
+        check_token_ids(X, self.vocab_size)
+        # Ids, time first: (num_steps, batch_size); no one-hot
         return self.forward_fn(X.T, state, self.params)
+
+
+def check_id_matrix(ids, name, shape):
+    """Raise unless the array `ids` has two axes, those named by `shape`."""
+    if ids.ndim != 2:
+        raise ValueError(f'{name} must be token ids shaped {shape}, '
+                         f'got shape {ids.shape}.')
 
 
 # Exercises 2, 4, 5 and 6: training with a record of every step ---------------

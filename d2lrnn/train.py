@@ -31,9 +31,25 @@ Where this differs from the original, or adds to it:
   must not change the model: they run between two epochs, so training goes
   on exactly as without them.
 * ``train_epoch`` is the loop of ``train_epoch_ch8`` with switches for the
-  exercises: no clipping, what happens to the state between minibatches,
-  and a report of every step (``optim.fit`` and ``experiments.train_run``
-  build on it).
+  exercises (``optim.fit`` and ``experiments.train_run`` build on it).
+  `theta` is the clipping threshold; ``theta=None`` turns clipping off
+  (the norm is still measured). `state_mode` says what happens to the
+  state between sequential minibatches (exercise 5): ``'detach'``, as
+  ``train_epoch_ch8``; ``'keep'``, passed on untouched (what the original's
+  ``for s in state: s.detach()`` amounts to, as it drops the detached
+  copies); ``'retain'``, passed on untouched with
+  ``backward(retain_graph=True)``, so that the gradient of each minibatch
+  flows back through all earlier minibatches of the epoch. With
+  ``use_random_iter`` every minibatch starts from a fresh state. After
+  every step ``on_step(loss, norm, seconds)`` gets the minibatch's mean
+  loss, the global gradient norm before clipping and the step's time, all
+  Python floats. It returns ``(perplexity, tokens per second, finite)``;
+  the perplexity sums ``float(l) * y.size`` in float64 where
+  ``train_epoch_ch8`` sums ``l * y.size`` rounded to float32, so the two
+  can differ in about the eighth digit (the training is the same bit for
+  bit). When the loss or the norm stops being finite the epoch ends at
+  once, before the update, and returns ``(inf, speed, False)``: the caller
+  decides what that means.
 """
 import contextlib
 import math
@@ -41,9 +57,7 @@ import math
 from mxnet import autograd, gluon, init
 
 from .checks import (check_clipping_threshold, check_positive,
-                     check_positive_number)
-# The name train_epoch calls (its listing in exercises 4 and 5 shows it).
-from .checks import check_theta_or_none as _check_theta
+                     check_positive_number, check_theta_or_none)
 from .plot import Animator
 from .predict import predict_ch8
 from .utils import Accumulator, Timer, perplexity
@@ -107,11 +121,16 @@ def check_finite_loss(l, i):
             'diverged; lower the learning rate or clip the gradients harder.')
 
 
-def epoch_perplexity(metric):
-    """exp(mean loss) of an epoch: (loss sum, tokens) -> perplexity."""
+def check_some_tokens(metric):
+    """Raise unless the epoch's (loss sum, tokens) counted any token."""
     if metric[1] == 0:
         raise ValueError('train_iter yielded no minibatch: the text is too '
                          'short for this batch_size and num_steps.')
+
+
+def epoch_perplexity(metric):
+    """exp(mean loss) of an epoch: (loss sum, tokens) -> perplexity."""
+    check_some_tokens(metric)
     ppl = perplexity(metric[0], metric[1])
     if ppl == math.inf:
         raise FloatingPointError(
@@ -164,67 +183,43 @@ def in_epoch(epoch):
 
 def train_epoch(model, train_iter, loss, updater, ctx, use_random_iter=False,
                 theta=1, state_mode='detach', on_step=None):
-    """One epoch like ``train_epoch_ch8``, with two switches.
-
-    `theta` is the clipping threshold; ``theta=None`` turns clipping off (the
-    norm is still measured). `state_mode` says what happens to the state
-    between sequential minibatches (exercise 5):
-
-    * ``'detach'``: ``state = tuple(s.detach() for s in state)``, as in
-      ``train_epoch_ch8``;
-    * ``'keep'``: the state is passed on untouched (the original's
-      ``for s in state: s.detach()`` discards the detached copies, so it
-      amounts to this);
-    * ``'retain'``: passed on untouched and ``backward(retain_graph=True)``,
-      so the graphs of earlier minibatches stay alive and the gradient of
-      each minibatch flows back through all earlier minibatches of the epoch.
-
-    With ``use_random_iter`` every minibatch starts from a fresh state, as in
-    ``train_epoch_ch8``. After every step ``on_step(loss, norm, seconds)`` is
-    called with the minibatch's mean loss, the global gradient norm before
-    clipping and the time the step took, all Python floats.
-
-    Returns ``(perplexity, tokens per second, finite)``. The perplexity sums
-    ``float(l) * y.size`` in float64 where ``train_epoch_ch8`` sums
-    ``l * y.size`` rounded to float32, so the two can differ in about the
-    eighth digit; the training itself is the same bit for bit. When the loss
-    stops being finite the epoch ends at once and ``finite`` is False (the
-    perplexity is then ``inf``): the caller decides what that means.
-    """
-    _check_theta(theta)
-    if state_mode not in STATE_MODES:
-        raise ValueError(f'state_mode must be one of {STATE_MODES}, '
-                         f'got {state_mode!r}.')
+    """``train_epoch_ch8`` with switches for exercises 4 and 5 (D2L 8.5.6)."""
+    check_epoch_switches(theta, state_mode)
     state, timer = None, Timer()
     metric = Accumulator(2)  # sum of losses over tokens, number of tokens
     for X, Y in train_iter:
         step = Timer()
         if state is None or use_random_iter:
             state = model.begin_state(batch_size=X.shape[0], ctx=ctx)
-        elif state_mode == 'detach':
+        elif state_mode == 'detach':  # 'keep' and 'retain' pass it on as is
             state = tuple(s.detach() for s in state)
         y = Y.T.reshape(-1)
         X, y = X.as_in_ctx(ctx), y.as_in_ctx(ctx)
         with autograd.record():
             py, state = model(X, state)
             l = loss(py, y).mean()
+        # 'retain' keeps the graphs of the epoch's earlier minibatches alive
         l.backward(retain_graph=(state_mode == 'retain'))
-        norm = float(grad_clipping(model,
-                                   math.inf if theta is None else theta))
+        norm = float(grad_clipping(model, theta or math.inf))  # None: no clip
         lval = float(l)
         finite = math.isfinite(lval) and math.isfinite(norm)
-        if finite:
+        if finite:  # else the update would make the parameters NaN
             updater(batch_size=1)
             metric.add(lval * y.size, y.size)
         if on_step is not None:
             on_step(lval, norm, step.stop())
-        if not finite:
+        if not finite:  # diverged: the caller decides what that means
             return math.inf, metric[1] / timer.stop(), False
-    if metric[1] == 0:
-        raise ValueError(
-            'train_iter yielded no minibatch: the text is too short '
-            'for this batch_size and num_steps.')
+    check_some_tokens(metric)
     return perplexity(metric[0], metric[1]), metric[1] / timer.stop(), True
+
+
+def check_epoch_switches(theta, state_mode):
+    """Raise unless `theta` and `state_mode` suit ``train_epoch``."""
+    check_theta_or_none(theta)
+    if state_mode not in STATE_MODES:
+        raise ValueError(f'state_mode must be one of {STATE_MODES}, '
+                         f'got {state_mode!r}.')
 
 
 class ProgressLog:
