@@ -32,6 +32,15 @@ def try_gpu(i=0):
 @functools.lru_cache(maxsize=None)  # checked, and reported, once a process
 def _working_gpu(i):
     """gpu(i) if one small operation runs on it; else cpu(), saying why."""
+    problem = gpu_problem(i)
+    if problem:
+        print(f'd2lrnn: {problem}; using the CPU instead.', file=sys.stderr)
+        return npx.cpu()
+    return npx.gpu(i)
+
+
+def gpu_problem(i=0):
+    """Why gpu(i) cannot run MXNet, in one line, or None if it can."""
     gpu = npx.gpu(i)
     try:
         _run_one_operation(gpu)
@@ -39,10 +48,8 @@ def _working_gpu(i):
         last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
         name = _gpu_name(i)
         where = f'{gpu} ({name})' if name else str(gpu)
-        print(f'd2lrnn: {where} cannot run MXNet: {last.strip().rstrip(".")};'
-              ' using the CPU instead.', file=sys.stderr)
-        return npx.cpu()
-    return gpu
+        return f'{where} cannot run MXNet: {last.strip().rstrip(".")}'
+    return None
 
 
 def _run_one_operation(ctx):

@@ -19,6 +19,7 @@ from ..evaluate import (bits_per_char, evaluate_perplexity,
                         seq_data_stream_eval, split_train_valid_test)
 from ..predict import predict_ch8
 from ..textfile import TextReader, scan_text
+from ..utils import gpu_problem, try_gpu
 from .config import (check_model_size, check_training_memory, holdout_split,
                      is_int, scoring_batch_size, split_for_validation,
                      train_config)
@@ -28,18 +29,22 @@ from .run import (BEST, Run, check_out_dir, ensure_writable, manifest_bytes,
 
 
 def choose_ctx(device):
-    """``cpu``, ``gpu`` (refused if there is none) or ``auto``.
+    """``cpu``, ``gpu`` (refused if none runs MXNet) or ``auto``.
 
-    ``auto`` is a GPU if there is one, else the CPU.
+    ``auto`` is ``try_gpu()``: a GPU if one runs MXNet's kernels, else the
+    CPU (saying why in one line when a GPU was found but cannot run them).
     """
     if device == 'cpu':
         return npx.cpu()
-    if npx.num_gpus() > 0:
-        return npx.gpu(0)
-    if device == 'gpu':
+    if device == 'auto':
+        return try_gpu()
+    if npx.num_gpus() == 0:
         raise CLIError('--device gpu, but MXNet sees no GPU here; '
                        'use --device cpu or auto.')
-    return npx.cpu()
+    problem = gpu_problem(0)
+    if problem:
+        raise CLIError(f'--device gpu, but {problem}; use --device cpu.')
+    return npx.gpu(0)
 
 
 # ---------------------------------------------------------------- train

@@ -74,6 +74,37 @@ def test_train_refuses_a_gpu_that_is_not_there(capsys, good):
                    'MXNet sees no GPU', good)
 
 
+@pytest.fixture
+def broken_gpu(monkeypatch):
+    """One GPU that MXNet counts but that cannot run its kernels (a Hopper GPU
+    under MXNet 1.9.1's CUDA wheels)."""
+    from mxnet.base import MXNetError
+
+    from d2lrnn import utils
+
+    def fail(ctx):
+        raise MXNetError('CUDA: no kernel image is available for execution on the device')
+    monkeypatch.setattr(utils.npx, 'num_gpus', lambda: 1)
+    monkeypatch.setattr(utils, '_run_one_operation', fail)
+    utils._working_gpu.cache_clear()
+    yield
+    utils._working_gpu.cache_clear()
+
+
+def test_device_auto_falls_back_from_a_gpu_that_cannot_run_mxnet(capsys, broken_gpu):
+    from d2lrnn.cli.commands import choose_ctx
+    assert choose_ctx('auto') == npx.cpu()
+    err = capsys.readouterr().err
+    assert 'cannot run MXNet: CUDA: no kernel image is available' in err
+    assert 'using the CPU instead' in err
+
+
+def test_device_gpu_refuses_a_gpu_that_cannot_run_mxnet(capsys, good, broken_gpu):
+    assert_refused(capsys, ['train', *TINY, '--out', good, '--force', '--device', 'gpu'],
+                   '--device gpu, but gpu(0) cannot run MXNet: CUDA: no kernel image is available '
+                   'for execution on the device; use --device cpu.', good)
+
+
 # ---------------------------------------------------------------- resume
 
 def test_resume_refuses_other_settings(capsys, good):
