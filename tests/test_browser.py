@@ -424,7 +424,7 @@ def test_results_are_on_the_pages(load):
     dom, _, _ = load('book/07-training')
     assert re.search(r'Perplexity \d+\.\d, \d+ tokens/sec on (cpu|gpu)\(\d\)', dom.full_text)
     # The watched samples, the baselines and the scores on unseen text.
-    assert re.search(r"epoch\s+train\s+unseen\s+what follows 'time traveller'",
+    assert re.search(r"epoch\s+train\s+valid\s+what follows 'time traveller'",
                      dom.full_text)
     assert re.search(r'counts, order 3 +\d+\.\d\d', dom.full_text)
     assert re.search(r'sequential +\d+\.\d +\d+\.\d', dom.full_text)
