@@ -111,3 +111,13 @@ def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
         raise ValueError(
             'the data iterator yielded no minibatch: nothing to evaluate.')
     return perplexity(metric[0], metric[1])
+
+
+def corpus_perplexity(model, corpus, batch_size, num_steps, ctx):
+    """Perplexity of `model` on the ids `corpus`, read by ``seq_data_iter_eval``.
+
+    The reading every held-out figure of the book uses: the same model on
+    the same text always gives the same number.
+    """
+    return evaluate_perplexity(
+        model, seq_data_iter_eval(corpus, batch_size, num_steps), ctx)
