@@ -114,10 +114,11 @@ def evaluate_perplexity(model, data_iter, ctx, use_random_iter=False):
 
 
 def corpus_perplexity(model, corpus, batch_size, num_steps, ctx):
-    """Perplexity of `model` on the ids `corpus`, read by ``seq_data_iter_eval``.
+    """Perplexity of `model` on the ids `corpus`, read in order.
 
-    The reading every held-out figure of the book uses: the same model on
-    the same text always gives the same number.
+    ``evaluate_perplexity`` over ``seq_data_iter_eval``: the reading every
+    held-out figure of the book uses, the same number for the same model on
+    the same text.
     """
     return evaluate_perplexity(
         model, seq_data_iter_eval(corpus, batch_size, num_steps), ctx)

@@ -6,12 +6,13 @@ warm-up and a cosine schedule, dropout before the output layer, gradient
 clipping, a moving average of the parameters; ``d2lrnn.optim``), scores the
 validation part (next 10%) after every epoch and keeps the best epoch.
 
-``--tune`` runs the tuning: the recipe and one change at a time (learning
-rate, dropout, rows per minibatch, averaging, schedule length), seed 0, one
-row each (what changed, best validation perplexity, its epoch, minutes) in
-the 'tuning' of the JSON. Without it, every seed of ``--seeds`` trains the
-recipe once and is scored once on the test part (last 10%) at its best
-epoch; the seed with the best *validation* perplexity is the one shipped
+``--tune`` runs the tuning (``TUNING``): from a starting recipe, one change
+at a time (learning rate, dropout, rows per minibatch, averaging, schedule
+length), then the best changes at full length; seed 0, one row each (what
+changed, best validation perplexity, its epoch, minutes) in the 'tuning' of
+the JSON. The best row is the recipe (``experiments.common.RECIPE``).
+Without ``--tune``, every seed of ``--seeds`` trains the recipe once and is
+scored once on the test part (last 10%) at its best epoch; the seed with the best *validation* perplexity is the one shipped
 (``--checkpoint DIR``, the package's checkpoint format, which ``d2lrnn
 generate`` and ``d2lrnn evaluate`` read). The JSON also holds the count
 model fitted on the same training part (order chosen on validation), a
@@ -41,23 +42,27 @@ from d2lrnn.optim import bits_per_char
 from d2lrnn.results import EXPERIMENTS, machine
 
 from . import common
-from .common import EVAL, RECIPE, TINY_EVAL, TINY_RECIPE
+from .common import EVAL, RECIPE, START, TINY_EVAL, TINY_RECIPE
 
 DEFAULT_OUT = EXPERIMENTS / 'best_rnn.json'
-# One change at a time from RECIPE, each a short run of seed 0 (10 epochs,
-# the cosine schedule compressed into them, ranks the changes; the last two
-# rows are the recipe's schedule length).
+# The tuning: seed 0, one row per run, each a change from START. First one
+# change at a time in short runs (10 epochs, the cosine schedule compressed
+# into them: enough to rank the changes, not to finish training), then the
+# best changes, alone and together, at the full length.
 TUNING = {
-    'recipe, 10 epochs': dict(num_epochs=10),
+    'start, 10 epochs': dict(num_epochs=10),
     'lr 2e-3': dict(num_epochs=10, lr=2e-3),
     'lr 1e-2': dict(num_epochs=10, lr=1e-2),
+    'lr 2e-2': dict(num_epochs=10, lr=2e-2),
     'dropout 0.1': dict(num_epochs=10, dropout=0.1),
     'dropout 0.4': dict(num_epochs=10, dropout=0.4),
+    '8 rows per minibatch': dict(num_epochs=10, batch_size=8),
     '16 rows per minibatch': dict(num_epochs=10, batch_size=16),
     '64 rows per minibatch': dict(num_epochs=10, batch_size=64),
     'no parameter averaging': dict(num_epochs=10, average_decay=0.0),
-    'recipe, 20 epochs': dict(num_epochs=20),
-    'recipe, 30 epochs': dict(num_epochs=30),
+    'start, 30 epochs': dict(num_epochs=30),
+    '16 rows, 30 epochs': dict(num_epochs=30, batch_size=16),
+    '16 rows, lr 1e-2, 30 epochs': dict(num_epochs=30, batch_size=16, lr=1e-2),
 }
 TINY_TUNING = {'tiny recipe': {}, 'tiny lr 3e-2': dict(lr=3e-2)}
 WEIGHTS = [round(w, 2) for w in onp.linspace(0, 1, 21)]
@@ -123,8 +128,10 @@ def main(argv=None):
 
 
 def recipe(args):
-    """The recipe (TINY_RECIPE with --tiny) with the options' changes."""
-    cfg = dict(TINY_RECIPE if args.tiny else RECIPE)
+    """RECIPE (START to --tune, TINY_RECIPE with --tiny) with the options'
+    changes."""
+    cfg = dict(TINY_RECIPE if args.tiny else
+               START if args.tune is not None else RECIPE)
     for key in RECIPE:
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
@@ -139,8 +146,8 @@ def epoch_logger(log, name):
 
 
 def tune(args, cfg, texts, ctx, ev, out, log):
-    """Run the tuning rows `args.tune` (all if none is named) into
-    ``out['tuning']``, replacing earlier rows of the same name."""
+    """Run the tuning rows `args.tune` (all if none is named), each a change
+    from `cfg`, into ``out['tuning']``, replacing rows of the same name."""
     rows = TINY_TUNING if args.tiny else TUNING
     out.setdefault('tuning', [])
     for name in args.tune or list(rows):
