@@ -17,7 +17,9 @@ epoch (``experiments.common``'s protocol).
   ``d2lrnn.optim.fit``) on the training part (first 80%), the validation
   part scored after every epoch, for the recipe's full length unless
   ``--heldout-epochs`` says otherwise (the cosine schedule then spans those
-  epochs).
+  epochs). Every held-out text is read with the recipe's batch_size and
+  num_steps, as train_best.py reads its seeds, so that the tanh runs give
+  its figures.
 
 For every run the JSON holds the training curve, the validation curve, the
 chosen epoch and its test figure, the gradient norm before clipping
@@ -256,7 +258,7 @@ def main(argv=None):
     heldout = dict(recipe)
     heldout['num_epochs'] = (args.heldout_epochs or (
         TINY_HELDOUT_EPOCHS if args.tiny else recipe['num_epochs']))
-    ev = common.TINY_EVAL if args.tiny else common.EVAL
+    ev = common.reading(heldout)  # as experiments/train_best.py reads it
     ctx = npx.cpu()
     texts = common.load_texts(args.tiny)
     orders = common.TINY_COUNT_ORDERS if args.tiny else common.COUNT_ORDERS

@@ -3,21 +3,27 @@
 Trains ``FastRNNScratch`` (the section's tanh RNN, hand-written BPTT) on the
 training part (first 80%) of The Time Machine with a recipe (Adam with a
 warm-up and a cosine schedule, dropout before the output layer, gradient
-clipping, a moving average of the parameters; ``d2lrnn.optim``), scores the
-validation part (next 10%) after every epoch and keeps the best epoch.
+clipping, optionally a moving average of the parameters; ``d2lrnn.optim``),
+scores the validation part (next 10%) after every epoch and keeps the best
+epoch.
 
 ``--tune`` runs the tuning (``TUNING``): from a starting recipe, one change
 at a time (learning rate, dropout, rows per minibatch, averaging, schedule
 length), then the best changes at full length; seed 0, one row each (what
 changed, best validation perplexity, its epoch, minutes) in the 'tuning' of
-the JSON. The best row is the recipe (``experiments.common.RECIPE``).
+the JSON, every row read alike (``common.EVAL``). The best row is the recipe
+(``experiments.common.RECIPE``).
+
 Without ``--tune``, every seed of ``--seeds`` trains the recipe once and is
-scored once on the test part (last 10%) at its best epoch; the seed with the best *validation* perplexity is the one shipped
-(``--checkpoint DIR``, the package's checkpoint format, which ``d2lrnn
-generate`` and ``d2lrnn evaluate`` read). The JSON also holds the count
-model fitted on the same training part (order chosen on validation), a
-mixture of the two (weight chosen on validation), and every model scored on
-The War of the Worlds. Run from the repository's root:
+scored once on the test part (last 10%) at its best epoch; the seed with the
+best *validation* perplexity is the one shipped (``--checkpoint DIR``, the
+package's checkpoint format, which ``d2lrnn generate`` and ``d2lrnn
+evaluate`` read). The seeds are read as ``d2lrnn evaluate`` reads that
+checkpoint: ``seq_data_iter_eval`` with the recipe's batch_size and
+num_steps. The JSON also holds the count model fitted on the same training
+part (order chosen on validation), a mixture of the two (weight chosen on
+validation), and every model scored on The War of the Worlds. From the
+repository's root:
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m experiments.train_best \\
         --tune --native on
@@ -63,6 +69,9 @@ TUNING = {
     'start, 30 epochs': dict(num_epochs=30),
     '16 rows, 30 epochs': dict(num_epochs=30, batch_size=16),
     '16 rows, lr 1e-2, 30 epochs': dict(num_epochs=30, batch_size=16, lr=1e-2),
+    '16 rows, no averaging, 30 epochs': dict(num_epochs=30, batch_size=16,
+                                             average_decay=0.0),
+    '16 rows, 40 epochs': dict(num_epochs=40, batch_size=16),
 }
 TINY_TUNING = {'tiny recipe': {}, 'tiny lr 3e-2': dict(lr=3e-2)}
 WEIGHTS = [round(w, 2) for w in onp.linspace(0, 1, 21)]
@@ -118,13 +127,16 @@ def main(argv=None):
         if not args.quiet:
             print(msg, flush=True)
 
-    ctx, ev = npx.cpu(), (TINY_EVAL if args.tiny else EVAL)
+    ctx = npx.cpu()
     texts = common.load_texts(args.tiny)
     previous = (json.loads(args.out.read_text()) if args.out.exists()
                 else {})
-    if args.tune is not None:
+    if args.tune is not None:  # every row read alike
+        ev = TINY_EVAL if args.tiny else EVAL
         return tune(args, cfg, texts, ctx, ev, previous, log)
-    return train_seeds(args, cfg, texts, ctx, ev, previous, log)
+    # read as `d2lrnn evaluate` reads the checkpoint
+    return train_seeds(args, cfg, texts, ctx, common.reading(cfg), previous,
+                       log)
 
 
 def recipe(args):

@@ -78,10 +78,13 @@ def test_the_checkpoint_holds_the_shipped_epoch_and_the_cli_reads_it(
     assert checkpoint.config['seed'] == shipped['seed']
     assert checkpoint.config['num_hiddens'] == result['settings']['num_hiddens']
     # its parameters score the kept epoch's figures on validation and test
+    # read as `d2lrnn evaluate` reads it: the checkpoint's rows and steps
+    ev = (checkpoint.config['batch_size'], checkpoint.config['num_steps'])
+    assert ev == (result['eval_batch_size'], result['eval_num_steps'])
     texts = common.load_texts(tiny=True)
     model = ckpt.to_model(checkpoint, CTX)
     for part, key in ((texts.valid, 'valid_ppl'), (texts.test, 'test_ppl')):
-        assert common.score(model, part, CTX, common.TINY_EVAL) == pytest.approx(
+        assert common.score(model, part, CTX, ev) == pytest.approx(
             shipped[key], rel=1e-6)
     assert cli.main(['generate', '--checkpoint', str(directory), '--prefix',
                      'time traveller', '-n', '20', '--device', 'cpu']) == 0
@@ -135,13 +138,23 @@ def test_the_committed_results_follow_the_protocol(committed):
     check_protocol(committed)
     full = common.load_texts()
     assert committed['texts'] == common.describe(full)
-    assert (committed['eval_batch_size'], committed['eval_num_steps']) == common.EVAL
-    # the recipe is the tuning row with the best validation perplexity
+    # every tuning row is its change from the start, and the recipe is the
+    # row with the best validation perplexity
     rows = committed['tuning']
-    assert {r['name'] for r in rows} == set(train_best.TUNING)
+    assert [r['name'] for r in rows] == list(train_best.TUNING)
+    for row in rows:
+        assert row['settings'] == dict(common.START, **train_best.TUNING[row['name']])
+        assert row['best_valid_ppl'] == min(row['valid_ppl'])
+        assert row['minutes'] > 0 and row['seed'] == 0
     best = min(rows, key=lambda r: r['best_valid_ppl'])
     assert best['settings'] == common.RECIPE
-    assert all(r['minutes'] > 0 and r['seed'] == 0 for r in rows)
+    # the recipe's seed 0 trains as that row's run, on the same path, to the
+    # bit (the row is read like every row, the seeds as their checkpoint)
+    seed0 = next(r for r in committed['runs'] if r['seed'] == 0)
+    assert seed0['native'] == best['native']
+    assert seed0['train_ppl'] == best['train_ppl']
+    assert (committed['eval_batch_size'], committed['eval_num_steps']) == (
+        common.reading(common.RECIPE))
 
 
 def test_the_shipped_model_scores_its_test_figure():
