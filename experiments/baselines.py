@@ -139,8 +139,8 @@ def main(argv=None):
                        "RNNs' training texts: perplexity and bits per character on the "
                        'validation and test parts; order (and k) chosen on validation. '
                        'Written by experiments/baselines.py.',
-        'command': 'python -m experiments.baselines '
-                   + ' '.join(sys.argv[1:] if argv is None else argv),
+        'command': ' '.join(['python -m experiments.baselines']
+                            + (sys.argv[1:] if argv is None else argv)),
         'split': common.SPLIT, 'protocol': common.PROTOCOL,
         'vocab_size': len(vocab), 'orders': args.orders, 'add_k': args.ks,
         'kneser_ney': 'interpolated modified Kneser-Ney: discounts D1, D2, D3+ per order '
