@@ -39,9 +39,7 @@ os.environ['OMP_NUM_THREADS'] = os.environ['OPENBLAS_NUM_THREADS'] = '1'
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
-import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
@@ -56,12 +54,12 @@ import numpy as onp  # noqa: E402
 from mxnet import autograd, gluon, np, npx  # noqa: E402
 
 from d2lrnn import FastRNNScratch, native, train_epoch_ch8  # noqa: E402
+from d2lrnn.results import BENCH as RESULTS, machine  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_speed  # noqa: E402
 from bench_speed import peak_rss_growth_mib, reset_peak_rss  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / 'results'
 VARIANTS = ('faithful', 'fast-python', 'fast-native', 'gluon-fused')
 CTX = npx.cpu()
 
@@ -257,18 +255,6 @@ def measure_memory(args):
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[variant] = json.loads(done.stdout.strip().splitlines()[-1])
     return out
-
-
-def machine():
-    cpuinfo = Path('/proc/cpuinfo').read_text().splitlines()
-    models = [ln.split(':', 1)[1].strip() for ln in cpuinfo if ln.startswith('model name')]
-    flags = next((ln for ln in cpuinfo if ln.startswith('flags')), '').split()
-    return {'cpu_model': models[0] if models else platform.processor(),
-            'cores': os.cpu_count(),
-            'simd': [f for f in ('avx512f', 'avx2', 'fma') if f in flags],
-            'mxnet_version': mx.__version__, 'python_version': platform.python_version(),
-            'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
-            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
 
 
 def parse_args(argv=None):

@@ -42,10 +42,8 @@ means over seeds, the spread, and the epoch where each pair parted.
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_speed.py --long --against fast-native --seeds 0 1 2 3 4
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -59,9 +57,8 @@ from mxnet import gluon, init, np, npx
 import d2lrnn
 from d2lrnn import (FastRNNScratch, RNNModelScratch, get_params, init_rnn_state, rnn,
                     sgd, train_epoch_ch8)
+from d2lrnn.results import BENCH as RESULTS, machine, seed_all
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / 'results'
 VARIANTS = ('faithful', 'fast', 'fast-hybrid', 'fast-imperative', 'gluon')
 # what --long can set against the faithful model, and the JSON each one writes
 LONG_AGAINST = {'fast': 'long_run.json', 'fast-native': 'long_run_native.json'}
@@ -244,8 +241,7 @@ def child(args):
     train_iter, vocab = d2lrnn.load_data_time_machine(
         args.batch_size, args.num_steps, max_tokens=args.max_tokens)
     baseline = reset_peak_rss()
-    mx.random.seed(args.seed)
-    random.seed(args.seed)
+    seed_all(args.seed)
     model, updater = make_model(args.child, len(vocab), args.num_hiddens)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     ppls, start = [], time.perf_counter()
@@ -300,19 +296,6 @@ def _result(proc, variant):
 
 
 # ---------------------------------------------------------------- report
-
-def machine():
-    cpuinfo = Path('/proc/cpuinfo').read_text().splitlines()
-    models = [line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name')]
-    flags = next((line for line in cpuinfo if line.startswith('flags')), '').split()
-    return {'cpu_model': models[0] if models else platform.processor(),
-            'cores': os.cpu_count(),
-            'simd': [f for f in ('avx512f', 'avx2', 'fma') if f in flags],
-            'mxnet_version': mx.__version__, 'python_version': platform.python_version(),
-            'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
-            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'load_average_at_start': list(os.getloadavg())}
-
 
 def print_table(report):
     speed, memory, ppl = report['speed'], report['memory'], report['perplexity']

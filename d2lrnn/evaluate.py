@@ -176,3 +176,14 @@ def bits_per_char(ppl):
     log2(ppl): the average number of bits an ideal coder would need.
     """
     return math.log2(ppl)
+
+
+def corpus_perplexity(model, corpus, batch_size, num_steps, ctx):
+    """Perplexity of `model` on the ids `corpus`, read in order.
+
+    ``evaluate_perplexity`` over ``seq_data_iter_eval``: the reading every
+    held-out figure of the book uses, the same number for the same model on
+    the same text.
+    """
+    return evaluate_perplexity(
+        model, seq_data_iter_eval(corpus, batch_size, num_steps), ctx)

@@ -2,78 +2,68 @@
 
 Two settings, each run with both activations and every seed of ``--seeds``
 (``FastRNNScratch(..., activation=...)``; the same seed gives both the same
-initial parameters and the same minibatches):
+initial parameters and the same minibatches). Both read the same unseen
+text: the validation part of The Time Machine (characters 80% to 90%) for
+the curves and the chosen epoch, the test part (last 10%) once, at that
+epoch (``experiments.common``'s protocol).
 
 * ``section``: the section's recipe. The first 10,000 characters of The
   Time Machine (``load_data_time_machine(32, 35)``), 512 hidden units, SGD
   at learning rate 1, clipping at norm 1, 500 epochs of sequential
-  minibatches (``experiments.train_run``). The characters 10,000 to 20,000,
-  which the model never trains on, are scored every ``--eval-every`` epochs
-  and at the end.
-* ``heldout``: the recipe of ``experiments/train_best.py`` (Adam with a cosine
-  schedule, dropout, clipping, a moving average of the parameters;
-  ``d2lrnn.optim.fit``) on the first 90% of the book, scored on the last
-  10% after every epoch, but for ``--heldout-epochs`` epochs only (10 by
-  default, against the 30 of the shipped model: the schedule is the same
-  cosine, compressed into those epochs).
+  minibatches (``experiments.train_run``); the validation part is scored
+  every ``--eval-every`` epochs and at the end.
+* ``heldout``: the recipe of ``experiments/train_best.py`` (Adam with a
+  cosine schedule, dropout, clipping, a moving average of the parameters;
+  ``d2lrnn.optim.fit``) on the training part (first 80%), the validation
+  part scored after every epoch, for the recipe's full length unless
+  ``--heldout-epochs`` says otherwise (the cosine schedule then spans those
+  epochs). Every held-out text is read with the recipe's batch_size and
+  num_steps, as train_best.py reads its seeds, so that the tanh runs give
+  its figures.
 
-For every run the JSON holds the training curve, the held-out curve, the
-gradient norm before clipping summarised per epoch (median, maximum, share
-of steps above the threshold, i.e. clipped), whether the run diverged, and
-the size of the hidden values (largest, mean, share exactly zero, share
-beyond 0.99) on the first held-out minibatch, with the largest singular
-value of W_hh, at every scoring. The results are written after every run,
-so a run cut short keeps the finished ones.
+For every run the JSON holds the training curve, the validation curve, the
+chosen epoch and its test figure, the gradient norm before clipping
+summarised per epoch (median, maximum, share of steps above the threshold,
+i.e. clipped), whether the run diverged, and the size of the hidden values
+(largest, mean, share exactly zero, share beyond 0.99) on the first
+validation minibatch, with the largest singular value of W_hh, at every
+scoring; and the count model of each setting's training text (order chosen
+on validation). The results are written after every run, so a run cut
+short keeps the finished ones. From the repository's root:
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/relu_vs_tanh.py
-    .venv/bin/python experiments/relu_vs_tanh.py --tiny --out /tmp/r.json  # seconds
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m experiments.relu_vs_tanh
+    .venv/bin/python -m experiments.relu_vs_tanh --tiny --out /tmp/r.json  # seconds
 """
 import argparse
-import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import mxnet as mx
 import numpy as onp
 from mxnet import npx
 
 import d2lrnn
 from d2lrnn.evaluate import seq_data_iter_eval
 from d2lrnn.experiments import train_run
-from d2lrnn.optim import fit
+from d2lrnn.results import EXPERIMENTS, machine, seed_all
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_OUT = ROOT / 'results' / 'relu_vs_tanh.json'
-BASELINES = ROOT / 'results' / 'baselines.json'
+from . import common
 
-
-def _load_train_best():
-    """experiments/train_best.py as a module (its recipe and helpers)."""
-    spec = importlib.util.spec_from_file_location('train_best',
-                                                  ROOT / 'train_best.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-best = _load_train_best()
+DEFAULT_OUT = EXPERIMENTS / 'relu_vs_tanh.json'
 
 ACTIVATIONS = ('tanh', 'relu')
 SETTINGS = ('section', 'heldout')
-# The section's recipe (D2L 8.5): 10,000 characters, scored on the next
-# 10,000.
-SECTION = dict(max_tokens=10_000, valid_tokens=10_000, num_hiddens=512,
+# The section's recipe (D2L 8.5): its first 10,000 characters.
+SECTION = dict(max_tokens=common.SECTION_TOKENS, num_hiddens=512,
                num_steps=35, batch_size=32, lr=1.0, theta=1.0,
-               num_epochs=500, eval_every=25)
-TINY_SECTION = dict(max_tokens=2000, valid_tokens=2000, num_hiddens=16,
+               num_epochs=500, eval_every=10)
+TINY_SECTION = dict(max_tokens=common.TINY_TOKENS, num_hiddens=16,
                     num_steps=10, batch_size=8, lr=1.0, theta=1.0,
                     num_epochs=4, eval_every=2)
-HELDOUT_EPOCHS, TINY_HELDOUT_EPOCHS = 10, 2
+TINY_HELDOUT_EPOCHS = 2
 
 
 def summarise_norms(norms, bounds, theta):
@@ -117,14 +107,12 @@ def hidden_stats(model, X, ctx):
                 spectral_W_hh=float(onp.linalg.norm(W_hh, 2)))
 
 
-def run_section(activation, seed, cfg, ctx, log, native=None):
-    best.seed_all(seed)
+def run_section(activation, seed, cfg, texts, ctx, log, native=None):
+    seed_all(seed)
     train_iter, vocab = d2lrnn.load_data_time_machine(
         cfg['batch_size'], cfg['num_steps'], max_tokens=cfg['max_tokens'])
-    corpus, _ = d2lrnn.load_corpus_time_machine()
-    unseen = corpus[cfg['max_tokens']:cfg['max_tokens'] + cfg['valid_tokens']]
-    probe = seq_data_iter_eval(unseen, cfg['batch_size'],
-                               cfg['num_steps'])[0][0]
+    ev = (cfg['batch_size'], cfg['num_steps'])
+    probe = seq_data_iter_eval(texts.valid, *ev)[0][0]
     model = d2lrnn.FastRNNScratch(len(vocab), cfg['num_hiddens'], ctx,
                                   activation=activation, native=native)
     bounds, hidden = [], [dict(epoch=0, **hidden_stats(model, probe, ctx))]
@@ -136,17 +124,19 @@ def run_section(activation, seed, cfg, ctx, log, native=None):
             hidden.append(dict(epoch=epoch,
                                **hidden_stats(model, probe, ctx)))
             log(f'  section {activation} seed {seed} epoch {epoch}: train '
-                f'{rec["train_ppl"][-1]:.3f} unseen {rec["valid_ppl"][-1]:.3f}'
+                f'{rec["train_ppl"][-1]:.3f} valid {rec["valid_ppl"][-1]:.3f}'
                 f' ({time.perf_counter() - timer:.0f} s)')
 
+    best = common.BestEpoch(model, then=on_epoch)
     rec = train_run(model, train_iter, cfg['lr'], cfg['num_epochs'], ctx,
-                    theta=cfg['theta'], valid_corpus=unseen,
-                    eval_every=cfg['eval_every'],
-                    eval_batch_size=cfg['batch_size'],
-                    eval_num_steps=cfg['num_steps'], on_epoch=on_epoch)
+                    theta=cfg['theta'], valid_corpus=texts.valid,
+                    eval_every=cfg['eval_every'], eval_batch_size=ev[0],
+                    eval_num_steps=ev[1], on_epoch=best)
+    seconds = time.perf_counter() - timer
     if rec['diverged_at_step'] is not None:
         bounds.append(len(rec['step_norm']))
-    norms = rec['step_norm']
+    test = (common.test_figures(model, texts, ctx, ev) if best.restore()
+            else dict(test_ppl=None, test_bpc=None))
     return dict(
         setting='section', activation=activation, seed=seed,
         native=bool(model.native),
@@ -154,25 +144,18 @@ def run_section(activation, seed, cfg, ctx, log, native=None):
         valid_epoch=rec['valid_epoch'], valid_ppl=rec['valid_ppl'],
         final_train_ppl=rec['train_ppl'][-1] if rec['train_ppl'] else None,
         final_valid_ppl=rec['valid_ppl'][-1] if rec['valid_ppl'] else None,
-        best_valid_ppl=min(rec['valid_ppl']) if rec['valid_ppl'] else None,
+        best_epoch=best.epoch,
+        best_valid_ppl=best.valid_ppl if best.epoch else None, **test,
         diverged_at_step=rec['diverged_at_step'],
-        grad_norm=summarise_norms(norms, bounds, cfg['theta']),
-        hidden=hidden, seconds=time.perf_counter() - timer)
+        grad_norm=summarise_norms(rec['step_norm'], bounds, cfg['theta']),
+        hidden=hidden, seconds=seconds, minutes=seconds / 60)
 
 
 def run_heldout(activation, seed, cfg, texts, ctx, ev, log, native=None):
-    train, valid, vocab = texts
-    best.seed_all(seed)
-    model = d2lrnn.FastRNNScratch(len(vocab), cfg['num_hiddens'], ctx,
-                                  dropout=cfg['dropout'],
-                                  activation=activation, native=native)
-    if cfg['init'] == 'xavier':
-        best.xavier_rescale(model.params)
-    train_iter = d2lrnn.SeqDataLoader(cfg['batch_size'], cfg['num_steps'],
-                                      False, -1, corpus=train, vocab=vocab)
-    probe = seq_data_iter_eval(valid, *ev)[0][0]
+    model = common.recipe_model(cfg, seed, texts.vocab, ctx, activation,
+                                native)
+    probe = seq_data_iter_eval(texts.valid, *ev)[0][0]
     bounds, hidden = [], [dict(epoch=0, **hidden_stats(model, probe, ctx))]
-    timer = time.perf_counter()
 
     def on_epoch(epoch, rec):
         bounds.append(len(rec['step_norm']))
@@ -181,25 +164,24 @@ def run_heldout(activation, seed, cfg, texts, ctx, ev, log, native=None):
             f'{rec["train_ppl"][-1]:.3f} valid {rec["valid_ppl"][-1]:.3f}'
             f' ({rec["seconds"][-1]:.0f} s)')
 
-    rec = fit(model, train_iter, valid, ctx, cfg['num_epochs'], lr=cfg['lr'],
-              theta=cfg['theta'], weight_decay=cfg['weight_decay'],
-              warmup_steps=cfg['warmup_steps'], final_lr=cfg['final_lr'],
-              average_decay=cfg['average_decay'],
-              eval_batch_size=ev[0], eval_num_steps=ev[1], on_epoch=on_epoch)
+    rec = common.fit_recipe(model, cfg, texts, ctx, ev, on_epoch)
     if rec['diverged_at_step'] is not None:
         bounds.append(len(rec['step_norm']))
+    test = (common.test_figures(model, texts, ctx, ev)
+            if rec['best_epoch'] is not None
+            else dict(test_ppl=None, test_bpc=None))
     return dict(
         setting='heldout', activation=activation, seed=seed,
-        native=bool(model.native),
+        native=rec['native'],
         epoch=rec['epoch'], train_ppl=rec['train_ppl'],
         valid_epoch=rec['epoch'], valid_ppl=rec['valid_ppl'],
         valid_ppl_raw=rec.get('valid_ppl_raw'), lr=rec['lr'],
         final_train_ppl=rec['train_ppl'][-1] if rec['train_ppl'] else None,
         final_valid_ppl=rec['valid_ppl'][-1] if rec['valid_ppl'] else None,
         best_valid_ppl=rec['best_valid_ppl'], best_epoch=rec['best_epoch'],
-        diverged_at_step=rec['diverged_at_step'],
+        **test, diverged_at_step=rec['diverged_at_step'],
         grad_norm=summarise_norms(rec['step_norm'], bounds, cfg['theta']),
-        hidden=hidden, seconds=time.perf_counter() - timer)
+        hidden=hidden, seconds=60 * rec['minutes'], minutes=rec['minutes'])
 
 
 def summary(runs):
@@ -215,6 +197,8 @@ def summary(runs):
                 final_train_ppl=[r['final_train_ppl'] for r in rs],
                 final_valid_ppl=[r['final_valid_ppl'] for r in rs],
                 best_valid_ppl=[r['best_valid_ppl'] for r in rs],
+                best_epoch=[r['best_epoch'] for r in rs],
+                test_ppl=[r['test_ppl'] for r in rs],
                 clipped_share=[r['grad_norm']['overall']['clipped_share']
                                for r in rs],
                 median_grad_norm=[r['grad_norm']['overall']['median']
@@ -224,8 +208,8 @@ def summary(runs):
                 final_H_mean=[r['hidden'][-1]['H_mean'] for r in rs],
                 final_spectral_W_hh=[r['hidden'][-1]['spectral_W_hh']
                                      for r in rs],
-                seconds=[r['seconds'] for r in rs])
-            row = {k: best.spread([v for v in vs if v is not None])
+                minutes=[r['minutes'] for r in rs])
+            row = {k: common.spread([v for v in vs if v is not None])
                    for k, vs in fields.items()
                    if any(v is not None for v in vs)}
             row['diverged'] = sum(r['diverged_at_step'] is not None
@@ -243,14 +227,14 @@ def parse_args(argv):
     p.add_argument('--section-epochs', type=int,
                    help=f'default {SECTION["num_epochs"]}')
     p.add_argument('--heldout-epochs', type=int,
-                   help=f'default {HELDOUT_EPOCHS}')
+                   help=f"default the recipe's {common.RECIPE['num_epochs']}")
     p.add_argument('--tiny', action='store_true',
                    help='tiny models on a few thousand characters (seconds; '
                         'for the tests)')
     p.add_argument('--merge', type=Path, metavar='JSON',
                    help='keep the runs of this earlier output that this '
                         'call does not redo (another setting, other seeds)')
-    p.add_argument('--native', choices=('auto', 'on', 'off'), default='auto',
+    p.add_argument('--native', choices=list(common.NATIVE), default='auto',
                    help="FastRNNScratch's native operators: where they can "
                         "be built (auto), required (on) or not used (off); "
                         "the same function, not to the same bits, so a run "
@@ -270,50 +254,50 @@ def main(argv=None):
     section = dict(TINY_SECTION if args.tiny else SECTION)
     if args.section_epochs is not None:
         section['num_epochs'] = args.section_epochs
-    heldout = dict(best.TINY if args.tiny else best.RECIPE)
+    recipe = common.TINY_RECIPE if args.tiny else common.RECIPE
+    heldout = dict(recipe)
     heldout['num_epochs'] = (args.heldout_epochs or (
-        TINY_HELDOUT_EPOCHS if args.tiny else HELDOUT_EPOCHS))
-    ev = best.TINY_EVAL if args.tiny else best.EVAL
+        TINY_HELDOUT_EPOCHS if args.tiny else recipe['num_epochs']))
+    ev = common.reading(heldout)  # as experiments/train_best.py reads it
     ctx = npx.cpu()
-    train, valid, _, vocab = best.load_texts(args.tiny)
+    texts = common.load_texts(args.tiny)
+    orders = common.TINY_COUNT_ORDERS if args.tiny else common.COUNT_ORDERS
     out = dict(
         description='ReLU against tanh in FastRNNScratch (exercise 6), '
-                    'several seeds each, in two settings. Written by '
-                    'experiments/relu_vs_tanh.py.',
-        command=' '.join(['experiments/relu_vs_tanh.py'] + list(
+                    'several seeds each, in two settings; curves and the '
+                    'chosen epoch on the validation part, the test part '
+                    'scored once. Written by experiments/relu_vs_tanh.py.',
+        command=' '.join(['python -m experiments.relu_vs_tanh'] + list(
             sys.argv[1:] if argv is None else argv)),
         tiny=args.tiny, activations=list(ACTIVATIONS),
+        texts=common.describe(texts),
         settings=dict(
             section=dict(
                 section, optimizer='sgd', iterator='sequential',
-                train_text=f'The Time Machine, characters 0 to '
-                           f'{section["max_tokens"]}',
-                valid_text=f'The Time Machine, characters '
-                           f'{section["max_tokens"]} to '
-                           f'{section["max_tokens"] + section["valid_tokens"]}'
-                           ' (never trained on)',
+                train_text=f'The Time Machine, its first '
+                           f'{section["max_tokens"]} characters',
+                eval_batch_size=section['batch_size'],
+                eval_num_steps=section['num_steps'],
                 trainer='d2lrnn.experiments.train_run'),
             heldout=dict(
-                heldout, optimizer='adam', recipe='experiments/train_best.py RECIPE',
-                recipe_epochs=best.RECIPE['num_epochs'],
-                note=f'{heldout["num_epochs"]} epochs instead of the '
-                     f'recipe\'s {best.RECIPE["num_epochs"]} (time budget); '
-                     'the cosine schedule spans these epochs',
-                train_fraction=best.TRAIN_FRACTION,
+                heldout, optimizer='adam',
+                recipe='experiments.common.RECIPE (experiments/train_best.py)',
+                recipe_epochs=recipe['num_epochs'],
+                train_text='The Time Machine, its training part (first 80%)',
                 eval_batch_size=ev[0], eval_num_steps=ev[1],
-                train_tokens=len(train), valid_tokens=len(valid),
-                trainer='d2lrnn.optim.fit')),
+                train_tokens=len(texts.train), trainer='d2lrnn.optim.fit')),
         settings_run=args.settings, native_option=args.native,
-        hidden_probe='the first minibatch of the held-out text '
+        hidden_probe='the first minibatch of the validation part '
                      '(seq_data_iter_eval), read one step at a time from a '
                      'zero state; |H| over all steps, rows and units',
-        baselines=dict(uniform_ppl=len(vocab), vocab_size=len(vocab),
-                       count_models=str(BASELINES.relative_to(ROOT.parent))),
-        machine=dict(cpu_model=best.cpu_model(), cores=os.cpu_count(),
-                     python=platform.python_version(), mxnet=mx.__version__,
-                     omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
-                     load_average_at_start=list(os.getloadavg())),
-        runs=[])
+        baselines=dict(
+            uniform_ppl=len(texts.vocab), vocab_size=len(texts.vocab),
+            counts={setting: common.chosen_counts(
+                texts.train[:tokens], texts.valid, texts.test,
+                len(texts.vocab), orders)[1]
+                for setting, tokens in (('section', section['max_tokens']),
+                                        ('heldout', None))}),
+        machine=machine(), runs=[])
     if args.merge is not None:
         # Keep the earlier runs that this call does not redo.
         earlier = json.loads(args.merge.read_text())
@@ -353,14 +337,13 @@ def main(argv=None):
         for seed in args.seeds:
             for activation in ACTIVATIONS:
                 log(f'{setting} {activation} seed {seed}')
-                native = dict(auto=None, on=True, off=False)[args.native]
+                native = common.NATIVE[args.native]
                 if setting == 'section':
-                    rec = run_section(activation, seed, section, ctx, log,
-                                      native)
+                    rec = run_section(activation, seed, section, texts,
+                                      ctx, log, native)
                 else:
-                    rec = run_heldout(activation, seed, heldout,
-                                      (train, valid, vocab), ctx, ev, log,
-                                      native)
+                    rec = run_heldout(activation, seed, heldout, texts,
+                                      ctx, ev, log, native)
                 out['runs'].append(rec)
                 save()
     out['runs'].sort(key=lambda r: (SETTINGS.index(r['setting']), r['seed'],

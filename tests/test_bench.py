@@ -82,3 +82,36 @@ def test_bad_option_is_refused(args, message):
     result = subprocess.run([sys.executable, str(BENCH), *args],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_the_machine_is_described_by_its_processor(monkeypatch, tmp_path):
+    from d2lrnn import results
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: Some CPU 9000\n'
+                       'flags\t\t: fpu avx2 fma sse\n')
+    monkeypatch.setattr(results, 'CPUINFO', cpuinfo)
+    machine = results.machine()
+    assert machine['cpu_model'] == results.cpu_model() == 'Some CPU 9000'
+    assert machine['simd'] == ['avx2', 'fma']
+    assert {'cores', 'mxnet_version', 'python_version', 'omp_num_threads',
+            'date', 'load_average_at_start'} <= set(machine)
+    monkeypatch.setattr(results, 'CPUINFO', tmp_path / 'missing')
+    monkeypatch.setattr(results.platform, 'processor', lambda: '')
+    assert results.cpu_model() == 'unknown' and results.machine()['simd'] == []
+
+
+def test_seed_all_repeats_python_and_mxnet_draws():
+    import random
+
+    import mxnet as mx
+
+    from d2lrnn.results import seed_all
+
+    def draws():
+        return random.random(), mx.np.random.uniform(size=3).asnumpy().tolist()
+    seed_all(7)
+    first = draws()
+    seed_all(7)
+    assert draws() == first
+    seed_all(8)
+    assert draws() != first

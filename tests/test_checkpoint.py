@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as onp
 import pytest
 
-import d2lrnn
 from d2lrnn import checkpoint as ckpt
 from d2lrnn.data import Vocab, tokenize
 
@@ -497,19 +496,3 @@ def test_a_file_the_user_may_not_open_is_said_to_be_so(saved, monkeypatch):
     assert f'{name} cannot be read (permission denied)' in str(error)
     assert 'damaged' not in str(error)
 
-
-def test_the_shipped_model_loads_and_scores_what_its_results_say():
-    """The committed checkpoint is the one experiments/results/best_rnn.json describes."""
-    from pathlib import Path
-
-    from mxnet import npx
-
-    from d2lrnn import corpora
-    from d2lrnn.evaluate import evaluate_perplexity, seq_data_iter_eval
-    model, vocab = ckpt.load_model()
-    results = d2lrnn.results.load('best_rnn.json')
-    _, valid, book_vocab = corpora.load_book_split('time_machine', results['train_fraction'])
-    assert vocab.idx_to_token == book_vocab.idx_to_token
-    ppl = evaluate_perplexity(model, seq_data_iter_eval(valid, 32, 35), npx.cpu())
-    assert abs(ppl - results['shipped']['valid_ppl']) < 1e-3
-    assert ppl < results['baselines']['ngram']['kneser-ney']['3']['valid_ppl']

@@ -268,20 +268,35 @@ def test_bad_scoring_input_raises():
         NGramLM(2, 3).probs([1])
 
 
-def test_baselines_script_writes_its_json(tmp_path, bench_script):
-    baselines = bench_script('baselines')
+def test_baselines_script_chooses_on_validation_and_reads_test(tmp_path):
+    from experiments import baselines
     out = tmp_path / 'baselines.json'
-    baselines.main(['--orders', '1', '2', '--ks', '0.5', '--out', str(out)])
+    baselines.main(['--orders', '1', '2', '--ks', '0.5', '2', '--out', str(out)])
     report = json.loads(out.read_text())
     assert report['vocab_size'] == 28 and report['machine']['cpu_model'] is not None
-    for setting, (fit, tests) in baselines.SETTINGS.items():
-        assert report['settings'][setting] == {'fit': fit, 'tests': tests}
-        results = report['fits'][fit]['results']
-        assert set(results) == {'kneser_ney', 'add_k_0.5'}
-        for test in tests:
-            kn = [results['kneser_ney'][n]['scores'][test] for n in ('1', '2')]
+    assert set(report['fits']) == {'train_80pct', 'first_10k'}
+    for name, fit in report['fits'].items():
+        results = fit['results']
+        assert set(results) == {'kneser_ney', 'add_k_0.5', 'add_k_2'}
+        # both fits are scored on the same validation and test parts
+        assert fit['scored_tokens']['valid'] == 17149
+        assert fit['scored_tokens']['test'] == 17149  # the last tenth
+        for text in ('valid', 'test'):
+            kn = [results['kneser_ney'][n]['scores'][text] for n in ('1', '2')]
             # A character's predecessor tells a lot: order 2 beats order 1.
             assert 1 < kn[1]['perplexity'] < kn[0]['perplexity'] < 28
             assert kn[0]['bits_per_char'] == pytest.approx(math.log2(kn[0]['perplexity']))
-    assert report['fits']['time_machine_first_90pct']['test_tokens'][
-        'time_machine_last_10pct'] == 17149
+        chosen = fit['chosen']
+        for family, names in (('kneser_ney', ['kneser_ney']),
+                              ('add_k', ['add_k_0.5', 'add_k_2'])):
+            row = chosen[family]
+            candidates = [results[m][n]['scores'] for m in names for n in ('1', '2')]
+            assert row['valid_ppl'] == min(c['valid']['perplexity'] for c in candidates)
+            scores = results[row['model']][str(row['order'])]['scores']
+            assert (row['valid_ppl'], row['test_ppl']) == (
+                scores['valid']['perplexity'], scores['test']['perplexity'])
+        assert chosen['add_k']['k'] == float(chosen['add_k']['model'][len('add_k_'):])
+        assert chosen['best'] == min(chosen['kneser_ney'], chosen['add_k'],
+                                     key=lambda r: r['valid_ppl'])
+    assert report['fits']['first_10k']['train_tokens'] == 10000
+    assert 'war_of_the_worlds_ppl' in report['fits']['train_80pct']['chosen']['best']
