@@ -143,6 +143,7 @@ def test_the_committed_results_follow_the_protocol(committed):
     # every tuning row is its change from the start, and the recipe is the
     # row with the best validation perplexity
     rows = committed['tuning']
+    assert committed['tuning_protocol'] == train_best.TUNING_PROTOCOL
     assert [r['name'] for r in rows] == list(train_best.TUNING)
     for row in rows:
         assert row['settings'] == dict(common.START, **train_best.TUNING[row['name']])
