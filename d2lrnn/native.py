@@ -68,6 +68,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .results import cpu_model  # part of the key because of -march=native
+
 SOURCE = Path(__file__).with_name('csrc') / 'rnn_op.cc'
 FLAGS = ('-shared', '-fPIC', '-std=c++17', '-O3', '-march=native')
 OPS = ('d2lrnn_rnn_forward', 'd2lrnn_rnn_backward')
@@ -148,18 +150,6 @@ def _mxnet_dir():
     return Path(mxnet.__file__).parent
 
 
-def _cpu_model():
-    """The CPU's model name, part of the key because of -march=native."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown'
-
-
 def command(output):
     """The compiler's command line that builds the library at `output`."""
     _, lib_dir, _ = _openblas()
@@ -178,7 +168,7 @@ def library_path():
     key.update(SOURCE.read_bytes())
     key.update((_mxnet_dir() / 'src' / 'lib_api.cc').read_bytes())
     for part in (mxnet.__version__, blas_version, lib_dir, compiler(),
-                 ' '.join(FLAGS), _cpu_model()):
+                 ' '.join(FLAGS), cpu_model()):
         key.update(b'\0' + str(part).encode())
     return cache_dir() / f'rnn_op-{key.hexdigest()[:16]}.so'
 

@@ -32,7 +32,7 @@ from mxnet import np, npx
 import d2lrnn
 from d2lrnn import corpora
 from d2lrnn.experiments import train_run
-from d2lrnn.optim import bits_per_char
+from d2lrnn.evaluate import bits_per_char
 from d2lrnn.results import EXPERIMENTS, machine, seed_all
 
 from . import common

@@ -1,12 +1,10 @@
 """Shared fixtures: seeds, the CPU, the section's data, the native operator."""
 import atexit
-import importlib.util
 import os
 import random
 import shutil
 import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -57,22 +55,6 @@ def make_model(ctx):
         return d2lrnn.RNNModelScratch(vocab_size, num_hiddens, ctx, d2lrnn.get_params,
                                       d2lrnn.init_rnn_state, d2lrnn.rnn)
     return _make
-
-
-@pytest.fixture(scope='session')
-def bench_script():
-    """A loader of experiments/NAME.py or bench/NAME.py as a fresh module
-    (the scripts are not a package)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def _load(name):
-        path = next(p for p in (root / 'experiments' / f'{name}.py',
-                                root / 'bench' / f'{name}.py') if p.exists())
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    return _load
 
 
 @pytest.fixture(scope='session')
