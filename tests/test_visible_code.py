@@ -81,8 +81,10 @@ def comparable(outputs, patterns):
         elif output.output_type == 'error':
             shown.append(('error', output.ename))
         else:
+            # sorted: a kernel sends text/plain first, a saved notebook
+            # stores its keys in alphabetical order
             shown.extend((mime, sanitize(value, patterns))
-                         for mime, value in output.get('data', {}).items()
+                         for mime, value in sorted(output.get('data', {}).items())
                          if mime not in UNCOMPARED_DATA)
     return shown
 
@@ -198,3 +200,15 @@ def test_outputs_are_compared_after_sanitizing_except_where_nbval_ignores_them(t
     problems = run_visible_cells(nb, tmp_path)
     assert problems == ["cell 1 shows [('stdout', '4\\n')]\n"
                         "  but printed [('stdout', '3\\n')]"]
+
+
+def test_a_rich_output_compares_alike_whatever_the_order_of_its_types():
+    # a kernel sends text/plain first; a saved notebook stores keys sorted
+    sent = nbformat.v4.new_output('display_data', data={'text/plain': '<Markdown>',
+                                                        'text/markdown': '| a |'})
+    saved = nbformat.v4.new_output('display_data', data={'text/markdown': '| a |',
+                                                         'text/plain': '<Markdown>'})
+    assert comparable([sent], []) == comparable([saved], [])
+    changed = nbformat.v4.new_output('display_data', data={'text/markdown': '| b |',
+                                                           'text/plain': '<Markdown>'})
+    assert comparable([changed], []) != comparable([saved], [])
