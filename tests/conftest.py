@@ -18,8 +18,9 @@ if not os.environ.get('D2LRNN_CACHE_DIR'):
     atexit.register(shutil.rmtree, os.environ['D2LRNN_CACHE_DIR'], True)
 
 # Test modules whose models or commands use the native operator, besides
-# test_native.py and test_fast.py (which request the fixture themselves).
-NATIVE_MODULES = ('test_cli', 'test_checkpoint', 'test_optim', 'test_bench',
+# test_native.py, test_fast.py and tests/cli/ (which request the fixture
+# themselves).
+NATIVE_MODULES = ('test_checkpoint', 'test_optim', 'test_bench',
                   'test_relu_vs_tanh')
 
 import d2lrnn  # first: it imports mxnet without mxnet's own DeprecationWarnings
