@@ -27,15 +27,16 @@ The figures depend on the machine; no test times them.
 """
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from d2lrnn.data import TIME_MACHINE
+from d2lrnn.results import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
-TIME_MACHINE = ROOT / 'd2lrnn' / 'texts' / 'timemachine.txt'
 TINY = ['--max-tokens', '2000', '--hidden', '32', '--batch-size', '8',
         '--num-steps', '10', '--epochs', '1', '--device', 'cpu']
 # Whole texts: larger minibatches, so that one pass over millions of
@@ -43,17 +44,6 @@ TINY = ['--max-tokens', '2000', '--hidden', '32', '--batch-size', '8',
 # evaluate scores with the minibatches of the model it is given, this one.
 ALL = ['--max-tokens', 'all', '--hidden', '32', '--batch-size', '64',
        '--num-steps', '35', '--epochs', '1', '--device', 'cpu']
-
-
-def cpu_name():
-    """The processor's model name (from /proc/cpuinfo), else the platform's."""
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
 
 
 def big_text(directory, megabytes, name='big.txt'):
@@ -117,7 +107,7 @@ def main():
     parser.add_argument('--all-megabytes', type=int, default=0,
                         help='also train on all of a text this large')
     args = parser.parse_args()
-    print(f'CPU: {cpu_name()}')
+    print(f'CPU: {cpu_model()}')
     # Built once beforehand, so that no run's peak is the compiler's (a
     # machine without one trains on the Python path: no matter).
     subprocess.run([sys.executable, '-m', 'd2lrnn', 'build-native'],

@@ -36,7 +36,6 @@ from d2lrnn.results import EXPERIMENTS, machine
 from . import common
 
 DEFAULT_OUT = EXPERIMENTS / 'baselines.json'
-ORDERS = list(range(1, 9))
 ADD_K = [0.01, 0.1, 1.0]
 
 
@@ -120,7 +119,7 @@ def chosen(results, makers):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', type=Path, default=DEFAULT_OUT, help='the JSON file to write')
-    parser.add_argument('--orders', type=int, nargs='+', default=ORDERS,
+    parser.add_argument('--orders', type=int, nargs='+', default=list(common.COUNT_ORDERS),
                         help='n-gram orders (default 1 to 8)')
     parser.add_argument('--ks', type=float, nargs='+', default=ADD_K,
                         help='the k of add-k smoothing (default 0.01 0.1 1)')

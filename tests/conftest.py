@@ -1,7 +1,6 @@
 """Shared fixtures: seeds, the CPU, the section's data, the native operator."""
 import atexit
 import os
-import random
 import shutil
 import tempfile
 import textwrap
@@ -17,25 +16,23 @@ if not os.environ.get('D2LRNN_CACHE_DIR'):
     os.environ['D2LRNN_CACHE_DIR'] = tempfile.mkdtemp(prefix='d2lrnn-test-cache-')
     atexit.register(shutil.rmtree, os.environ['D2LRNN_CACHE_DIR'], True)
 
-# Test modules whose models or commands use the native operator, besides
-# test_native.py, test_fast.py and tests/cli/ (which request the fixture
-# themselves).
+# Test modules whose models or commands use the native operator and that do
+# not request the native_library fixture themselves (most that use it do).
 NATIVE_MODULES = ('test_checkpoint', 'test_optim', 'test_bench',
-                  'test_relu_vs_tanh')
+                  'test_relu_vs_tanh', 'test_train_best')
 
 import d2lrnn  # first: it imports mxnet without mxnet's own DeprecationWarnings
-import mxnet as mx  # noqa: E402
 from mxnet import npx  # noqa: E402
+
+from d2lrnn.results import seed_all  # noqa: E402
 
 
 @pytest.fixture
 def seed():
-    """Seed Python's and MXNet's generators, so that a test repeats exactly."""
-    def _seed(value=0):
-        random.seed(value)
-        mx.random.seed(value)
-    _seed()
-    return _seed
+    """Python's and MXNet's generators seeded with 0 (seed_all), so that a
+    test repeats exactly; call it to seed them again (0 unless told)."""
+    seed_all(0)
+    return lambda value=0: seed_all(value)
 
 
 @pytest.fixture(scope='session')
