@@ -396,7 +396,7 @@ class FastRNNScratch:
     exactly what it computes without the option.
 
     ``activation='relu'`` puts max(0, .) where the section has tanh (its
-    exercise 6; ``experiments.rnn_relu`` is the faithful counterpart).
+    exercise 6; ``exercises.rnn_relu`` is the faithful counterpart).
 
     ``native`` (variant 'bptt', on the CPU): ``None`` (the default) runs
     the forward and backward passes as two native operators

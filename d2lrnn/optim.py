@@ -15,7 +15,7 @@ parameter arrays (no Gluon ``Trainer``):
   half cosine (D2L 11.11);
 * ``ParamAverage``: an exponential moving average of the parameters,
   used in place of the parameters for evaluation;
-* ``fit``: epochs of the exercise loop (``experiments.train_epoch``) with
+* ``fit``: epochs of the exercise loop (``train.train_epoch``) with
   all of the above, the held-out text scored after every epoch and the
   parameters of the best epoch kept.
 
@@ -192,7 +192,7 @@ def fit(model, train_iter, valid_corpus, ctx, num_epochs, lr=2e-3,
         on_epoch=None):
     """Train `model` with Adam on a cosine schedule; keep its best epoch.
 
-    Each epoch is ``experiments.train_epoch`` (the loop of
+    Each epoch is ``train.train_epoch`` (the loop of
     ``train_epoch_ch8``: state carried and detached between sequential
     minibatches, gradients clipped to norm `theta`) with an Adam step as
     the update. After each epoch the model (its moving average, if

@@ -25,8 +25,7 @@ from .checks import (check_positive, check_positive_number,
 from .evaluate import (evaluate_perplexity, scored_minibatches,
                        seq_data_iter_eval)
 from .model import RNNModelScratch
-# train_epoch lives beside train_epoch_ch8; importable from here as before.
-from .train import STATE_MODES, sgd, train_epoch  # noqa: F401
+from .train import sgd, train_epoch
 
 
 # Exercise 1: token ids instead of one-hot vectors ----------------------------
