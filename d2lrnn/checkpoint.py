@@ -287,17 +287,6 @@ def load(directory):
     return Checkpoint(params, vocab, config, progress)
 
 
-def __getattr__(name):
-    """Building models from checkpoints is ``d2lrnn.pretrained``'s.
-
-    Its functions stay importable from here, where they were first.
-    """
-    if name in ('new_model', 'set_params', 'to_model', 'load_model'):
-        from . import pretrained
-        return getattr(pretrained, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
 def _damaged(directory, what):
     return CheckpointError(
         f'the checkpoint in {directory} is damaged ({what}); train again, '

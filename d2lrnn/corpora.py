@@ -19,8 +19,9 @@ ids.
 """
 import re
 
-from .data import (TEXTS, check_has_letters, check_sha1, corpus_of,
-                   preprocess_lines, read_text, read_time_machine)
+from .checks import check_has_letters, check_sha1
+from .data import (TEXTS, corpus_of, preprocess_lines, read_text,
+                   read_time_machine)
 from .evaluate import split_corpus
 
 WAR_OF_THE_WORLDS = TEXTS / 'war_of_the_worlds.txt'

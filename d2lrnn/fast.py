@@ -55,7 +55,7 @@ import mxnet
 from mxnet import autograd, gluon, np, npx
 
 from . import native as _native
-from .data import check_positive
+from .checks import check_positive
 from .model import get_params, init_rnn_state
 
 

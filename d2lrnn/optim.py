@@ -29,7 +29,7 @@ import random
 
 from mxnet import gluon, np
 
-from .data import check_positive, check_positive_number
+from .checks import check_positive, check_positive_number
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
 from .train import train_epoch
 from .utils import Timer
