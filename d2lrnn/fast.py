@@ -55,7 +55,7 @@ import mxnet
 from mxnet import autograd, gluon, np, npx
 
 from . import native as _native
-from .checks import check_positive
+from .checks import check_fraction, check_one_of, check_positive
 from .model import get_params, init_rnn_state
 
 
@@ -415,15 +415,9 @@ class FastRNNScratch:
     def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt',
                  dropout=0.0, activation='tanh', native=None):
         check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
-        if variant not in self.VARIANTS:
-            raise ValueError(f'variant must be one of {self.VARIANTS}, '
-                             f'got {variant!r}.')
-        if not 0 <= dropout < 1:
-            raise ValueError('dropout must be at least 0 and below 1, '
-                             f'got {dropout!r}.')
-        if activation not in self.ACTIVATIONS:
-            raise ValueError(f'activation must be one of {self.ACTIVATIONS},'
-                             f' got {activation!r}.')
+        check_one_of(self.VARIANTS, variant=variant)
+        check_fraction(dropout=dropout)
+        check_one_of(self.ACTIVATIONS, activation=activation)
         self.dropout, self.activation = dropout, activation
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)

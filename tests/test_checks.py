@@ -66,3 +66,82 @@ def test_token_ids_must_lie_in_the_vocabulary():
 
 def test_check_sha1_returns_the_path_it_checked():
     assert checks.check_sha1(data.TIME_MACHINE, data.TIME_MACHINE_SHA1) == data.TIME_MACHINE
+
+
+@pytest.mark.parametrize('check, good, bad, message', [
+    (checks.check_nonnegative_number, [0, 0.5, onp.float32(2)],
+     [-1, float('inf'), float('nan'), True, '0', None], 'must be a finite number >= 0'),
+    (checks.check_open_fraction, [0.5, onp.float64(0.9), 1e-9],
+     [0, 1, 1.5, float('nan'), True, '0.5', None], 'must lie strictly between 0 and 1')])
+def test_each_new_check_names_the_argument_and_the_value(check, good, bad, message):
+    for value in good:
+        check(setting=value)
+    for value in bad:
+        with pytest.raises(ValueError) as e:
+            check(setting=value)
+        assert str(e.value) == f'setting {message}, got {value!r}.'
+
+
+def test_check_at_least_and_check_one_of_name_the_bound_and_the_choices():
+    checks.check_at_least(1, order=1, vocab_size=onp.int64(3))
+    for value in (0, 1.0, True, '2', None):
+        with pytest.raises(ValueError) as e:
+            checks.check_at_least(1, order=value)
+        assert str(e.value) == f'order must be an integer >= 1, got {value!r}.'
+    checks.check_one_of(('tanh', 'relu'), activation='relu')
+    with pytest.raises(ValueError) as e:
+        checks.check_one_of(('tanh', 'relu'), activation='sigmoid')
+    assert str(e.value) == "activation must be one of ('tanh', 'relu'), got 'sigmoid'."
+
+
+def test_check_that_makes_a_check_for_a_rule_the_others_lack():
+    check_even = checks.check_that(lambda v: checks.is_integer(v) and v % 2 == 0,
+                                   'be an even integer')
+    check_even(a=2, b=onp.int32(4))
+    with pytest.raises(ValueError) as e:
+        check_even(a=2, b=3, c=5)
+    assert str(e.value) == 'b must be an even integer, got 3.'
+
+
+# --- the package's functions check with these: a wrong type is a ValueError too ---
+
+
+def _bad_arguments():
+    from mxnet import npx
+
+    import d2lrnn
+    from d2lrnn.optim import Adam, cosine_schedule
+    return [
+        (lambda: d2lrnn.FastRNNScratch(28, 8, npx.cpu(), dropout='0.1'),
+         "dropout must be at least 0 and below 1, got '0.1'"),
+        (lambda: d2lrnn.FastRNNScratch(28, 8, npx.cpu(), dropout=1.0),
+         'dropout must be at least 0 and below 1, got 1.0'),
+        (lambda: cosine_schedule(1., 10, warmup_steps='2'),
+         "warmup_steps must be an integer at least 0 and below total_steps=10, got '2'"),
+        (lambda: cosine_schedule(1., 10, warmup_steps=2.5),
+         'warmup_steps must be an integer at least 0 and below total_steps=10, got 2.5'),
+        (lambda: cosine_schedule(1., 10, final_lr='0'),
+         r"final_lr must lie in \[0, base_lr=1.0\], got '0'"),
+        (lambda: cosine_schedule(1., 10)('3'), "step must be an integer >= 0, got '3'"),
+        (lambda: Adam([], weight_decay=float('inf')),
+         'weight_decay must be a finite number >= 0, got inf'),
+        (lambda: Adam([], weight_decay='0.1'),
+         "weight_decay must be a finite number >= 0, got '0.1'"),
+        (lambda: Adam([], betas=(0.9, '0.999')),
+         "beta2 must be at least 0 and below 1, got '0.999'"),
+        (lambda: d2lrnn.split_corpus(list(range(10)), '0.5'),
+         "train_fraction must lie strictly between 0 and 1, got '0.5'"),
+        (lambda: d2lrnn.split_train_valid_test(list(range(10)), '0.1'),
+         'valid_fraction and test_fraction must be positive and sum to less than 1'),
+        (lambda: d2lrnn.NGramLM('2', 28), "order must be an integer >= 1, got '2'"),
+        (lambda: d2lrnn.NGramLM(2, 28, discount='0.5'),
+         r"discount must lie in \(0, 1\], or be None .*, got '0.5'"),
+        (lambda: d2lrnn.NGramLM(2, 28, k=float('inf')), 'k must be a finite number > 0, got inf'),
+    ]
+
+
+@pytest.mark.parametrize('index', range(len(_bad_arguments())))
+def test_bad_arguments_raise_one_value_error_naming_them(index):
+    call, message = _bad_arguments()[index]
+    with pytest.raises(ValueError, match=message):
+        call()
