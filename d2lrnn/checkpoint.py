@@ -1,4 +1,6 @@
-"""Checkpoints: a trained model in a directory a crash cannot half-write.
+"""Checkpoints of `d2lrnn train` (book/command-line.ipynb).
+
+Checkpoints: a trained model in a directory a crash cannot half-write.
 
 A checkpoint directory holds::
 

@@ -1,4 +1,6 @@
-"""Other books than The Time Machine, read as in section 8.3 (exercise 2).
+"""Other books for exercise 2 (book/exercises/ex2-perplexity.ipynb).
+
+Other books than The Time Machine, read as in section 8.3 (exercise 2).
 
 A Project Gutenberg file wraps the book in Gutenberg's own text: a header
 before a line ``*** START OF ...`` and the licence after a line

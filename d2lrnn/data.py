@@ -1,4 +1,6 @@
-"""From a book to minibatches: reading, tokens, vocabulary, corpus, iterators.
+"""Reading the book into minibatches (book/01-data.ipynb).
+
+From a book to minibatches: reading, tokens, vocabulary, corpus, iterators.
 
 This is the pipeline of D2L section 8.3 that section 8.5 builds on::
 

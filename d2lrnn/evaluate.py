@@ -1,4 +1,6 @@
-"""Held-out evaluation: perplexity on text the model did not train on.
+"""Held-out perplexity (book/exercises/ex2-perplexity.ipynb).
+
+Held-out evaluation: perplexity on text the model did not train on.
 
 The section reports only training perplexity, on 10,000 characters that a
 512-unit model can memorise. Here the book is cut in two::

@@ -1,4 +1,6 @@
-"""A faster scratch RNN: the mathematics of D2L 8.5, arranged for the CPU.
+"""FastRNNScratch: "Making the scratch RNN fast" (book/performance.ipynb).
+
+A faster scratch RNN: the mathematics of D2L 8.5, arranged for the CPU.
 
 ``FastRNNScratch`` computes exactly what ``RNNModelScratch`` with
 ``get_params``, ``init_rnn_state`` and ``rnn`` computes::

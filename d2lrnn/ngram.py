@@ -1,4 +1,6 @@
-"""Character n-gram count models: the baseline a character RNN has to beat.
+"""N-gram baselines (book/exercises/ex2-perplexity.ipynb).
+
+Character n-gram count models: the baseline a character RNN has to beat.
 
 A model of order n predicts the next token from the n - 1 tokens before it,
 using how often each n-gram occurred in the training text. It works on the

@@ -1,4 +1,6 @@
-"""Training a scratch RNN for text it has not seen.
+"""Adam, schedules, averaging (book/exercises/ex2-perplexity.ipynb).
+
+Training a scratch RNN for text it has not seen.
 
 Optimiser, schedule, averaging and the loop that keeps the best epoch.
 

@@ -1,4 +1,6 @@
-"""Training: clipping, SGD, one epoch, many epochs (D2L 8.5.5 and 8.5.6).
+"""Clipping and training (book/06-gradient-clipping.ipynb, 07-training).
+
+Training: clipping, SGD, one epoch, many epochs (D2L 8.5.5 and 8.5.6).
 
 Where this differs from the original, or adds to it:
 

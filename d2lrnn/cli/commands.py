@@ -1,4 +1,6 @@
-"""What each command does: check its input, then hand off.
+"""The commands train, generate, evaluate (book/command-line.ipynb).
+
+What each command does: check its input, then hand off.
 
 ``train`` checks everything (configuration, text, memory, --out) before it
 writes anything, then leaves the epochs to ``run.Run``; ``generate``

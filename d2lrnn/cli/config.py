@@ -1,4 +1,6 @@
-"""A training run's configuration, each value checked before any work.
+"""A run's checked configuration (book/command-line.ipynb).
+
+A training run's configuration, each value checked before any work.
 
 A new run's configuration is the options over ``DEFAULTS``; a resumed
 run's is its checkpoint's, which must hold valid values, a text that still
