@@ -1,4 +1,6 @@
-"""d2lrnn: the character-level RNN of D2L section 8.5 ("Implementation of
+"""The package the book's pages import (book/index.md).
+
+d2lrnn: the character-level RNN of D2L section 8.5 ("Implementation of
 Recurrent Neural Networks from Scratch", MXNet edition), as a tested package.
 
 Importing it switches MXNet to its NumPy interface (``npx.set_np()``), as the

@@ -1,4 +1,6 @@
-"""What MXNet 1.9.1 needs to run on Python 3.12 with NumPy 1.26.
+"""MXNet on the Pythons book/index.md supports (3.11, 3.12).
+
+What MXNet 1.9.1 needs to run on Python 3.12 with NumPy 1.26.
 
 MXNet 1.9.1 is the last release of a retired project. It relies on two things
 that were removed after it came out:

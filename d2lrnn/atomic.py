@@ -1,4 +1,6 @@
-"""Files replaced atomically, for checkpoints that a crash cannot mix up.
+"""Atomic file writes for checkpoints (book/command-line.ipynb).
+
+Files replaced atomically, for checkpoints that a crash cannot mix up.
 
 Data goes to a temporary file beside its target, is synced to disk, and
 only then takes the target's name (``os.replace``); the directory is synced

@@ -1,4 +1,6 @@
-"""Checkpoints: a trained model in a directory a crash cannot half-write.
+"""Checkpoints of `d2lrnn train` (book/command-line.ipynb).
+
+Checkpoints: a trained model in a directory a crash cannot half-write.
 
 A checkpoint directory holds::
 
@@ -285,17 +287,6 @@ def load(directory):
                            _read_checked(directory, files, 'params'))
     _check_shapes(directory, params, len(vocab), config)
     return Checkpoint(params, vocab, config, progress)
-
-
-def __getattr__(name):
-    """Building models from checkpoints is ``d2lrnn.pretrained``'s.
-
-    Its functions stay importable from here, where they were first.
-    """
-    if name in ('new_model', 'set_params', 'to_model', 'load_model'):
-        from . import pretrained
-        return getattr(pretrained, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def _damaged(directory, what):

@@ -1,4 +1,6 @@
-"""Argument checks: one clear error for each kind of bad input.
+"""Argument checks of every function (book/01-data.ipynb).
+
+Argument checks: one clear error for each kind of bad input.
 
 Every check names the argument, shows the value it got and says what it
 needs, so that a mistake is caught where it is made rather than deep inside
@@ -20,45 +22,89 @@ import numbers
 from pathlib import Path
 
 
-def _is_integer(value):
+def is_integer(value):
+    """An integer (NumPy's too), and not a bool."""
     return (isinstance(value, numbers.Integral)
             and not isinstance(value, bool))
 
 
-def _is_real(value):
+def is_real(value):
+    """A real number (NumPy's too), and not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_that(test, rule):
+    """A check in the manner of the others, for a rule they lack.
+
+    ``check_that(test, 'be RULE')(name=value)`` raises ``ValueError('name
+    must be RULE, got value.')`` unless ``test(value)``.
+    """
+    def check(**values):
+        for name, value in values.items():
+            if not test(value):
+                raise ValueError(f'{name} must {rule}, got {value!r}.')
+    return check
 
 
 def check_positive(**values):
     """Raise unless every value is an integer > 0 (a size or a count)."""
     for name, value in values.items():
-        if not _is_integer(value) or value <= 0:
+        if not is_integer(value) or value <= 0:
             raise ValueError(
                 f'{name} must be a positive integer, got {value!r}.')
 
 
+def check_at_least(minimum, **values):
+    """Raise unless every value is an integer >= `minimum`."""
+    for name, value in values.items():
+        if not is_integer(value) or value < minimum:
+            raise ValueError(
+                f'{name} must be an integer >= {minimum}, got {value!r}.')
+
+
 def check_nonnegative(**values):
     """Raise unless every value is an integer >= 0."""
-    for name, value in values.items():
-        if not _is_integer(value) or value < 0:
-            raise ValueError(
-                f'{name} must be an integer >= 0, got {value!r}.')
+    check_at_least(0, **values)
 
 
 def check_positive_number(**values):
     """Raise unless every value is a finite number > 0 (a rate, a scale)."""
     for name, value in values.items():
-        if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        if not is_real(value) or not math.isfinite(value) or value <= 0:
             raise ValueError(
                 f'{name} must be a finite number > 0, got {value!r}.')
+
+
+def check_nonnegative_number(**values):
+    """Raise unless every value is a finite number >= 0 (a step, a decay)."""
+    for name, value in values.items():
+        if not is_real(value) or not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f'{name} must be a finite number >= 0, got {value!r}.')
 
 
 def check_fraction(**values):
     """Raise unless every value is a number in [0, 1)."""
     for name, value in values.items():
-        if not _is_real(value) or not 0 <= value < 1:
+        if not is_real(value) or not 0 <= value < 1:
             raise ValueError(
                 f'{name} must be at least 0 and below 1, got {value!r}.')
+
+
+def check_open_fraction(**values):
+    """Raise unless every value is a number in (0, 1): neither part empty."""
+    for name, value in values.items():
+        if not is_real(value) or not 0 < value < 1:
+            raise ValueError(f'{name} must lie strictly between 0 and 1, '
+                             f'got {value!r}.')
+
+
+def check_one_of(choices, **values):
+    """Raise unless every value is one of `choices`."""
+    for name, value in values.items():
+        if value not in choices:
+            raise ValueError(
+                f'{name} must be one of {choices}, got {value!r}.')
 
 
 def check_nonempty_string(**values):
@@ -73,7 +119,7 @@ def check_max_tokens(max_tokens):
     """Raise unless `max_tokens` is an integer (-1 or 0: the whole text)."""
     # Checked as a type: NaN compares false with 0 and would keep the
     # whole text without a word.
-    if not _is_integer(max_tokens):
+    if not is_integer(max_tokens):
         raise ValueError('max_tokens must be an integer (-1 for the whole '
                          f'text), got {max_tokens!r}.')
 
@@ -84,7 +130,7 @@ def check_clipping_threshold(theta):
     0 would zero the gradients, a negative threshold reverse them, and NaN
     turn clipping off without a word.
     """
-    if not _is_real(theta) or not theta > 0:
+    if not is_real(theta) or not theta > 0:
         raise ValueError(f'theta must be a positive number, got {theta!r}.')
 
 

@@ -1,4 +1,6 @@
-"""Other books than The Time Machine, read as in section 8.3 (exercise 2).
+"""Other books for exercise 2 (book/exercises/ex2-perplexity.ipynb).
+
+Other books than The Time Machine, read as in section 8.3 (exercise 2).
 
 A Project Gutenberg file wraps the book in Gutenberg's own text: a header
 before a line ``*** START OF ...`` and the licence after a line
@@ -19,9 +21,9 @@ ids.
 """
 import re
 
-from .data import (TEXTS, check_has_letters, check_sha1, corpus_of,
-                   preprocess_lines, read_text, read_time_machine)
-from .evaluate import split_corpus
+from .checks import check_has_letters, check_sha1
+from .data import (TEXTS, corpus_of, preprocess_lines, read_text,
+                   read_time_machine)
 
 WAR_OF_THE_WORLDS = TEXTS / 'war_of_the_worlds.txt'
 WAR_OF_THE_WORLDS_SHA1 = 'fdf575eff02987ac9da1ca5623679883b38cdfdd'
@@ -125,24 +127,6 @@ def load_corpus(lines, vocab=None):
     return corpus_of(lines, vocab)
 
 
-def load_book_split(name, train_fraction=0.9, max_train_tokens=-1,
-                    vocab=None):
-    """(training ids, validation ids, vocabulary) of a bundled book.
-
-    The book is cut once at `train_fraction`; the validation text is the
-    end of the book, which the model never trains on. A positive
-    `max_train_tokens` keeps only the start of the training text (the
-    section trains on 10,000 characters); the validation text stays the
-    same. The vocabulary is built from the whole book unless `vocab` is
-    given.
-    """
-    corpus, vocab = load_corpus(read_named_book(name), vocab)
-    train, valid = split_corpus(corpus, train_fraction)
-    if max_train_tokens > 0:
-        train = train[:max_train_tokens]
-    return train, valid, vocab
-
-
 def unknown_fraction(ids, vocab):
     """The fraction of `ids` that are ``<unk>``.
 
@@ -155,4 +139,4 @@ def unknown_fraction(ids, vocab):
 
 __all__ = ['WAR_OF_THE_WORLDS', 'WAR_OF_THE_WORLDS_SHA1', 'strip_gutenberg',
            'read_book', 'read_war_of_the_worlds', 'read_named_book',
-           'encode', 'load_corpus', 'load_book_split', 'unknown_fraction']
+           'encode', 'load_corpus', 'unknown_fraction']

@@ -1,4 +1,6 @@
-"""From a book to minibatches: reading, tokens, vocabulary, corpus, iterators.
+"""Reading the book into minibatches (book/01-data.ipynb).
+
+From a book to minibatches: reading, tokens, vocabulary, corpus, iterators.
 
 This is the pipeline of D2L section 8.3 that section 8.5 builds on::
 
@@ -49,10 +51,8 @@ from pathlib import Path
 
 from mxnet import np
 
-# Importable from here too, as before they moved to checks.py.
-from .checks import (check_corpus_length, check_has_letters,  # noqa: F401
-                     check_loader, check_max_tokens, check_positive,
-                     check_positive_number, check_sha1, sha1_of)
+from .checks import (check_corpus_length, check_has_letters, check_loader,
+                     check_max_tokens, check_sha1)
 
 TEXTS = Path(__file__).parent / 'texts'
 TIME_MACHINE = TEXTS / 'timemachine.txt'

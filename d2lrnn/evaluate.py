@@ -1,4 +1,6 @@
-"""Held-out evaluation: perplexity on text the model did not train on.
+"""Held-out perplexity (book/exercises/ex2-perplexity.ipynb).
+
+Held-out evaluation: perplexity on text the model did not train on.
 
 The section reports only training perplexity, on 10,000 characters that a
 512-unit model can memorise. Here the book is cut in two::
@@ -16,7 +18,7 @@ import math
 import numpy as onp
 from mxnet import gluon, np
 
-from .checks import check_positive
+from .checks import check_open_fraction, check_positive, is_real
 from .data import _sequential_batches
 from .utils import Accumulator, perplexity
 
@@ -26,10 +28,7 @@ def split_corpus(corpus, train_fraction=0.9):
 
     The cut falls at `train_fraction` of its length.
     """
-    if not 0 < train_fraction < 1:
-        raise ValueError(
-            'train_fraction must lie strictly between 0 and 1, '
-            f'got {train_fraction!r}.')
+    check_open_fraction(train_fraction=train_fraction)
     cut = int(len(corpus) * train_fraction)
     train, valid = corpus[:cut], corpus[cut:]
     if not train or not valid:
@@ -50,7 +49,8 @@ def split_train_valid_test(corpus, valid_fraction=0.1, test_fraction=0.1):
 
         corpus: |<------ training ------>|<- validation ->|<- test ->|
     """
-    if not (0 < valid_fraction and 0 < test_fraction
+    if not (is_real(valid_fraction) and is_real(test_fraction)
+            and 0 < valid_fraction and 0 < test_fraction
             and valid_fraction + test_fraction < 1):
         raise ValueError(
             'valid_fraction and test_fraction must be positive and sum to '

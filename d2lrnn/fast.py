@@ -1,4 +1,6 @@
-"""A faster scratch RNN: the mathematics of D2L 8.5, arranged for the CPU.
+"""FastRNNScratch: "Making the scratch RNN fast" (book/performance.ipynb).
+
+A faster scratch RNN: the mathematics of D2L 8.5, arranged for the CPU.
 
 ``FastRNNScratch`` computes exactly what ``RNNModelScratch`` with
 ``get_params``, ``init_rnn_state`` and ``rnn`` computes::
@@ -55,7 +57,7 @@ import mxnet
 from mxnet import autograd, gluon, np, npx
 
 from . import native as _native
-from .data import check_positive
+from .checks import check_fraction, check_one_of, check_positive
 from .model import get_params, init_rnn_state
 
 
@@ -396,7 +398,7 @@ class FastRNNScratch:
     exactly what it computes without the option.
 
     ``activation='relu'`` puts max(0, .) where the section has tanh (its
-    exercise 6; ``experiments.rnn_relu`` is the faithful counterpart).
+    exercise 6; ``exercises.rnn_relu`` is the faithful counterpart).
 
     ``native`` (variant 'bptt', on the CPU): ``None`` (the default) runs
     the forward and backward passes as two native operators
@@ -415,15 +417,9 @@ class FastRNNScratch:
     def __init__(self, vocab_size, num_hiddens, ctx, variant='bptt',
                  dropout=0.0, activation='tanh', native=None):
         check_positive(vocab_size=vocab_size, num_hiddens=num_hiddens)
-        if variant not in self.VARIANTS:
-            raise ValueError(f'variant must be one of {self.VARIANTS}, '
-                             f'got {variant!r}.')
-        if not 0 <= dropout < 1:
-            raise ValueError('dropout must be at least 0 and below 1, '
-                             f'got {dropout!r}.')
-        if activation not in self.ACTIVATIONS:
-            raise ValueError(f'activation must be one of {self.ACTIVATIONS},'
-                             f' got {activation!r}.')
+        check_one_of(self.VARIANTS, variant=variant)
+        check_fraction(dropout=dropout)
+        check_one_of(self.ACTIVATIONS, activation=activation)
         self.dropout, self.activation = dropout, activation
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         self.params = get_params(vocab_size, num_hiddens, ctx)

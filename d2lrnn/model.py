@@ -1,4 +1,6 @@
-"""The RNN language model of D2L section 8.5, written from scratch.
+"""The scratch RNN (book/03-parameters.ipynb, book/04-model.ipynb).
+
+The RNN language model of D2L section 8.5, written from scratch.
 
 One time step, for a minibatch of one-hot inputs X_t (batch_size, vocab_size)::
 

@@ -1,4 +1,6 @@
-"""The native RNN operators of ``csrc/rnn_op.cc``: built, cached, loaded.
+"""Native operators of FastRNNScratch (book/performance.ipynb).
+
+The native RNN operators of ``csrc/rnn_op.cc``: built, cached, loaded.
 
 ``FastRNNScratch`` calls ``load()`` when it is first built; it compiles
 ``csrc/rnn_op.cc`` with MXNet's extension API (``lib_api.h`` and

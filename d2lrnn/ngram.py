@@ -1,4 +1,6 @@
-"""Character n-gram count models: the baseline a character RNN has to beat.
+"""N-gram baselines (book/exercises/ex2-perplexity.ipynb).
+
+Character n-gram count models: the baseline a character RNN has to beat.
 
 A model of order n predicts the next token from the n - 1 tokens before it,
 using how often each n-gram occurred in the training text. It works on the
@@ -56,11 +58,12 @@ and scoring the held-out part (CPU times on one core of an AMD EPYC):
   uniform distribution at the lowest order).
 """
 import math
-import numbers
 import os
 import resource
 
 import numpy as np
+
+from .checks import check_at_least, check_positive_number, check_that, is_real
 
 SMOOTHINGS = ('kneser-ney', 'add-k')
 # The discount used where the counts give no estimate (no n-gram counted
@@ -203,21 +206,13 @@ class NGramLM:
     """
 
     def __init__(self, order, vocab_size, smoothing='kneser-ney', k=1.0, discount=None):
-        for name, value in (('order', order), ('vocab_size', vocab_size)):
-            if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                    or value < 1):
-                raise ValueError(f'{name} must be an integer >= 1, got {value!r}.')
+        check_at_least(1, order=order, vocab_size=vocab_size)
         if smoothing not in SMOOTHINGS:
             raise ValueError(f'unknown smoothing {smoothing!r}: use one of {SMOOTHINGS}.')
-        if (isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k)
-                or k <= 0):
-            raise ValueError(f'k must be a finite number > 0 (the count added to every '
-                             f'n-gram), got {k!r}; k -> 0 tends to relative frequencies.')
-        if discount is not None and (isinstance(discount, bool)
-                                     or not isinstance(discount, numbers.Real)
-                                     or not 0 < discount <= 1):
-            raise ValueError(f'discount must lie in (0, 1], got {discount!r}; use None '
-                             'for the three discounts estimated from the counts.')
+        check_positive_number(k=k)  # the count added to every n-gram
+        check_that(lambda v: v is None or (is_real(v) and 0 < v <= 1),
+                   'lie in (0, 1], or be None for the three discounts estimated '
+                   'from the counts')(discount=discount)
         self.order, self.vocab_size = int(order), int(vocab_size)
         self.smoothing, self.k, self.discount = smoothing, float(k), discount
         self._tables = None

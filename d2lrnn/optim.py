@@ -1,4 +1,6 @@
-"""Training a scratch RNN for text it has not seen.
+"""Adam, schedules, averaging (book/exercises/ex2-perplexity.ipynb).
+
+Training a scratch RNN for text it has not seen.
 
 Optimiser, schedule, averaging and the loop that keeps the best epoch.
 
@@ -15,7 +17,7 @@ parameter arrays (no Gluon ``Trainer``):
   half cosine (D2L 11.11);
 * ``ParamAverage``: an exponential moving average of the parameters,
   used in place of the parameters for evaluation;
-* ``fit``: epochs of the exercise loop (``experiments.train_epoch``) with
+* ``fit``: epochs of the exercise loop (``train.train_epoch``) with
   all of the above, the held-out text scored after every epoch and the
   parameters of the best epoch kept.
 
@@ -24,37 +26,16 @@ dropout=p)``.
 """
 import contextlib
 import math
-import numbers
 import random
 
 from mxnet import gluon, np
 
-from .data import check_positive, check_positive_number
+from .checks import (check_fraction, check_nonnegative,
+                     check_nonnegative_number, check_positive,
+                     check_positive_number, check_that, is_integer, is_real)
 from .evaluate import evaluate_perplexity, seq_data_iter_eval
 from .train import train_epoch
 from .utils import Timer
-
-
-def _check_step_size(lr):
-    """Raise ValueError unless `lr` is a finite number >= 0.
-
-    A NaN, infinite or negative step would ruin every parameter silently;
-    0 (where a schedule ends at ``final_lr=0``) moves nothing.
-    """
-    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
-            or not math.isfinite(lr) or lr < 0):
-        raise ValueError(f'lr must be a finite number >= 0, got {lr!r}: a '
-                         'NaN, infinite or negative step size would ruin '
-                         'the parameters.')
-
-
-def _check_fraction(name, value, upper_open=True):
-    """Raise unless 0 <= value < 1 (or <= 1 when not `upper_open`)."""
-    ok = 0 <= value < 1 if upper_open else 0 <= value <= 1
-    if not (isinstance(value, (int, float)) and ok):
-        bound = 'below 1' if upper_open else 'at most 1'
-        raise ValueError(f'{name} must be at least 0 and {bound}, '
-                         f'got {value!r}.')
 
 
 class Adam:
@@ -77,11 +58,8 @@ class Adam:
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                  weight_decay=0.0):
         check_positive_number(lr=lr, eps=eps)
-        for name, beta in zip(('beta1', 'beta2'), betas):
-            _check_fraction(name, beta)
-        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-            raise ValueError('weight_decay must be a number >= 0, '
-                             f'got {weight_decay!r}.')
+        check_fraction(**dict(zip(('beta1', 'beta2'), betas)))
+        check_nonnegative_number(weight_decay=weight_decay)
         self.params = list(params)
         self.lr, self.betas, self.eps = lr, betas, eps
         self.weight_decay = weight_decay
@@ -93,7 +71,10 @@ class Adam:
         """Update every parameter in place from its ``.grad``; `lr` overrides
         the step size for this step (a schedule)."""
         lr = self.lr if lr is None else lr
-        _check_step_size(lr)  # before anything changes
+        # Before anything changes: a NaN, infinite or negative step would
+        # ruin every parameter silently; 0 (where a schedule ends at
+        # final_lr=0) moves nothing.
+        check_nonnegative_number(lr=lr)
         beta1, beta2 = self.betas
         self.t += 1
         # Bias corrections folded into the step size (one scalar, no arrays).
@@ -118,19 +99,15 @@ def cosine_schedule(base_lr, total_steps, warmup_steps=0, final_lr=0.0):
     """
     check_positive(total_steps=total_steps)
     check_positive_number(base_lr=base_lr)
-    if not 0 <= warmup_steps < total_steps:
-        raise ValueError('warmup_steps must be at least 0 and below '
-                         f'total_steps={total_steps}, got {warmup_steps!r}.')
-    if not 0 <= final_lr <= base_lr:
-        raise ValueError(f'final_lr must lie in [0, base_lr={base_lr}], '
-                         f'got {final_lr!r}.')
+    check_that(lambda v: is_integer(v) and 0 <= v < total_steps,
+               'be an integer at least 0 and below '
+               f'total_steps={total_steps}')(warmup_steps=warmup_steps)
+    check_that(lambda v: is_real(v) and 0 <= v <= base_lr,
+               f'lie in [0, base_lr={base_lr}]')(final_lr=final_lr)
 
     def lr_at(step):
         # A negative step would give a negative rate during the warm-up.
-        if (isinstance(step, bool) or not isinstance(step, numbers.Integral)
-                or step < 0):
-            raise ValueError('step must be an integer >= 0 (the steps taken '
-                             f'so far), got {step!r}.')
+        check_nonnegative(step=step)  # the steps taken so far
         if step < warmup_steps:
             return base_lr * (step + 1) / warmup_steps
         done = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
@@ -152,7 +129,7 @@ class ParamAverage:
     """
 
     def __init__(self, params, decay=0.999):
-        _check_fraction('decay', decay)
+        check_fraction(decay=decay)
         self.params, self.decay = list(params), decay
         # the sum of (1 - decay) decay**k params_{steps - k} over the steps
         self.total = [np.zeros(p.shape, ctx=p.ctx) for p in self.params]
@@ -192,7 +169,7 @@ def fit(model, train_iter, valid_corpus, ctx, num_epochs, lr=2e-3,
         on_epoch=None):
     """Train `model` with Adam on a cosine schedule; keep its best epoch.
 
-    Each epoch is ``experiments.train_epoch`` (the loop of
+    Each epoch is ``train.train_epoch`` (the loop of
     ``train_epoch_ch8``: state carried and detached between sequential
     minibatches, gradients clipped to norm `theta`) with an Adam step as
     the update. After each epoch the model (its moving average, if

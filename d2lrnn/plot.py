@@ -1,4 +1,6 @@
-"""A plot that grows while a model trains: live in a notebook, else silent."""
+"""The live training plot, Animator (book/07-training.ipynb).
+
+A plot that grows while a model trains: live in a notebook, else silent."""
 import io
 
 from .checks import check_positive

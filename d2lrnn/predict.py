@@ -1,4 +1,6 @@
-"""Text from a model: warm the state up on a prefix, then emit characters.
+"""Generating text, predict_ch8 (book/05-prediction.ipynb).
+
+Text from a model: warm the state up on a prefix, then emit characters.
 
 The characters come one at a time, each fed back as the next input.
 

@@ -1,4 +1,6 @@
-"""Models from checkpoints: the shipped model, or any `d2lrnn train` run.
+"""Models from checkpoints (book/command-line.ipynb).
+
+Models from checkpoints: the shipped model, or any `d2lrnn train` run.
 
 ``checkpoint`` reads and writes the files; this module builds the model
 they hold::

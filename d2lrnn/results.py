@@ -1,4 +1,6 @@
-"""Where the book's committed results live, and what each records of its run.
+"""The committed results the pages read (book/exercises/).
+
+Where the book's committed results live, and what each records of its run.
 
 The scripts of ``experiments/`` write the results the book's pages discuss
 (held-out perplexities, the shipped model's training); those of ``bench/``

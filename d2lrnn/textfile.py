@@ -1,4 +1,6 @@
-r"""A text file read as ``data.read_time_machine`` reads it, a chunk at a time.
+r"""Text files for `d2lrnn train` (book/command-line.ipynb).
+
+A text file read as ``data.read_time_machine`` reads it, a chunk at a time.
 
 ``read_time_machine`` reads a whole file into one string, then its lines;
 the command line reads texts of any size, so this module reads them in

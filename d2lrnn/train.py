@@ -1,4 +1,6 @@
-"""Training: clipping, SGD, one epoch, many epochs (D2L 8.5.5 and 8.5.6).
+"""Clipping and training (book/06-gradient-clipping.ipynb, 07-training).
+
+Training: clipping, SGD, one epoch, many epochs (D2L 8.5.5 and 8.5.6).
 
 Where this differs from the original, or adds to it:
 
@@ -31,7 +33,7 @@ Where this differs from the original, or adds to it:
   must not change the model: they run between two epochs, so training goes
   on exactly as without them.
 * ``train_epoch`` is the loop of ``train_epoch_ch8`` with switches for the
-  exercises (``optim.fit`` and ``experiments.train_run`` build on it).
+  exercises (``optim.fit`` and ``exercises.train_run`` build on it).
   `theta` is the clipping threshold; ``theta=None`` turns clipping off
   (the norm is still measured). `state_mode` says what happens to the
   state between sequential minibatches (exercise 5): ``'detach'``, as

@@ -1,4 +1,6 @@
-"""Helpers the section borrows from earlier chapters.
+"""Helpers the pages use, from book/01-data.ipynb to 07-training.
+
+Helpers the section borrows from earlier chapters.
 
 A device, a timer, running sums and perplexity; and ``show_source``, which
 displays this package's code in the book.

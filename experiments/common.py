@@ -15,9 +15,8 @@ import time
 
 import d2lrnn
 from d2lrnn import corpora
-from d2lrnn.evaluate import corpus_perplexity
+from d2lrnn.evaluate import bits_per_char, corpus_perplexity
 from d2lrnn.ngram import NGramLM
-from d2lrnn.evaluate import bits_per_char
 from d2lrnn.optim import fit
 from d2lrnn.results import seed_all
 

@@ -47,7 +47,7 @@ from mxnet import npx
 
 import d2lrnn
 from d2lrnn.evaluate import seq_data_iter_eval
-from d2lrnn.experiments import train_run
+from d2lrnn.exercises import train_run
 from d2lrnn.results import EXPERIMENTS, machine, seed_all
 
 from . import common

@@ -31,7 +31,7 @@ from mxnet import np, npx
 
 import d2lrnn
 from d2lrnn import corpora
-from d2lrnn.experiments import train_run
+from d2lrnn.exercises import train_run
 from d2lrnn.evaluate import bits_per_char
 from d2lrnn.results import EXPERIMENTS, machine, seed_all
 

@@ -43,7 +43,7 @@ from mxnet import npx
 
 from d2lrnn import checkpoint as ckpt
 from d2lrnn.data import TIME_MACHINE
-from d2lrnn.experiments import target_probabilities
+from d2lrnn.exercises import target_probabilities
 from d2lrnn.evaluate import bits_per_char
 from d2lrnn.results import EXPERIMENTS, machine
 

@@ -93,13 +93,9 @@ def test_load_corpus_of_time_machine_matches_data_module():
     assert corpus == ref and vocab.idx_to_token == ref_vocab.idx_to_token
 
 
-def test_load_book_split():
-    train, valid, vocab = corpora.load_book_split('war_of_the_worlds', 0.9)
-    assert len(valid) > 0 and abs(len(train) / (len(train) + len(valid)) - 0.9) < 1e-4
-    small, valid2, _ = corpora.load_book_split('war_of_the_worlds', 0.9, max_train_tokens=1000)
-    assert small == train[:1000] and valid2 == valid
+def test_an_unknown_book_is_refused_by_name():
     with pytest.raises(ValueError, match='unknown book'):
-        corpora.load_book_split('the_invisible_man')
+        corpora.read_named_book('the_invisible_man')
 
 
 def test_encode_and_unknown_fraction_errors():

@@ -1,4 +1,4 @@
-"""Tests of the exercise tools for exercises 1, 3, 5 and 7 in d2lrnn.experiments."""
+"""Tests of the exercise tools for exercises 1, 3, 5 and 7 in d2lrnn.exercises."""
 import math
 import random
 
@@ -8,7 +8,7 @@ import pytest
 from mxnet import autograd, gluon, np, npx
 
 import d2lrnn
-from d2lrnn import experiments as ex
+from d2lrnn import exercises as ex
 
 CTX = npx.cpu()
 

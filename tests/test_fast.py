@@ -71,7 +71,7 @@ def test_outputs_state_and_gradients_match(variant, native, batch_size, num_step
 
 @pytest.mark.parametrize('variant, native', PATHS)
 def test_relu_matches_the_section_model_with_rnn_relu(variant, native):
-    from d2lrnn.experiments import rnn_relu
+    from d2lrnn.exercises import rnn_relu
     mx.random.seed(0)
     faithful = RNNModelScratch(28, 64, CTX, get_params, init_rnn_state, rnn_relu)
     mx.random.seed(0)

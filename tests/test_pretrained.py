@@ -3,34 +3,24 @@ import os
 import subprocess
 import sys
 
-import pytest
 from mxnet import npx
 
 import d2lrnn
 from d2lrnn import checkpoint as ckpt
-from d2lrnn import pretrained
 from d2lrnn.data import load_corpus_time_machine
 from d2lrnn.evaluate import seq_data_iter_eval
 
 
 def test_the_documented_call_works_right_after_importing_d2lrnn(native_library):
-    """`import d2lrnn; d2lrnn.checkpoint.load_model()`, in a fresh process (here other tests
-    may have imported d2lrnn.checkpoint already)."""
-    code = ('import d2lrnn; model, vocab = d2lrnn.checkpoint.load_model(); '
+    """`import d2lrnn; d2lrnn.load_model()`, in a fresh process (here other tests
+    may have imported d2lrnn.pretrained already)."""
+    code = ('import d2lrnn; model, vocab = d2lrnn.load_model(); '
             'print(type(model).__name__, len(vocab), d2lrnn.load_model is '
-            'd2lrnn.checkpoint.load_model)')
+            'd2lrnn.pretrained.load_model)')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == 'FastRNNScratch 28 True\n'
-
-
-def test_the_moved_functions_are_still_importable_from_checkpoint():
-    from d2lrnn.checkpoint import load_model, new_model, set_params, to_model
-    assert (load_model, new_model, set_params, to_model) == (
-        pretrained.load_model, pretrained.new_model, pretrained.set_params, pretrained.to_model)
-    with pytest.raises(AttributeError, match="'d2lrnn.checkpoint' has no attribute 'nothing'"):
-        ckpt.nothing
 
 
 def test_the_shipped_model_holds_the_checkpoints_parameters(native_library):

@@ -7,7 +7,7 @@ import pytest
 from mxnet import npx
 
 from d2lrnn import checkpoint as ckpt
-from d2lrnn import cli, results
+from d2lrnn import cli, pretrained, results
 from d2lrnn.data import TIME_MACHINE
 from experiments import common, train_best
 
@@ -84,7 +84,7 @@ def test_the_checkpoint_holds_the_shipped_epoch_and_the_cli_reads_it(
     ev = (checkpoint.config['batch_size'], checkpoint.config['num_steps'])
     assert ev == (result['eval_batch_size'], result['eval_num_steps'])
     texts = common.load_texts(tiny=True)
-    model = ckpt.to_model(checkpoint, CTX)
+    model = pretrained.to_model(checkpoint, CTX)
     for part, key in ((texts.valid, 'valid_ppl'), (texts.test, 'test_ppl')):
         assert common.score(model, part, CTX, ev) == pytest.approx(
             shipped[key], rel=1e-6)
@@ -161,10 +161,10 @@ def test_the_committed_results_follow_the_protocol(committed):
 
 
 def test_the_shipped_model_scores_its_test_figure():
-    """The model the package ships (``checkpoint.load_model()``), read as
+    """The model the package ships (``pretrained.load_model()``), read as
     ``d2lrnn evaluate`` reads the test part, scores what the results say."""
     committed = results.load('best_rnn.json')
-    model, vocab = ckpt.load_model()
+    model, vocab = pretrained.load_model()
     texts = common.load_texts()
     assert vocab.idx_to_token == texts.vocab.idx_to_token
     shipped = committed['shipped']

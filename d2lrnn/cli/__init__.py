@@ -1,4 +1,6 @@
-"""The command line: ``d2lrnn train``, ``generate``, ``evaluate``.
+"""The `d2lrnn` command (book/command-line.ipynb).
+
+The command line: ``d2lrnn train``, ``generate``, ``evaluate``.
 
 ::
 

@@ -1,4 +1,6 @@
-"""What each command does: check its input, then hand off.
+"""The commands train, generate, evaluate (book/command-line.ipynb).
+
+What each command does: check its input, then hand off.
 
 ``train`` checks everything (configuration, text, memory, --out) before it
 writes anything, then leaves the epochs to ``run.Run``; ``generate``
@@ -13,7 +15,7 @@ from mxnet import np, npx
 
 from .. import checkpoint as ckpt
 from .. import pretrained
-from ..checks import check_positive
+from ..checks import check_positive, is_integer
 from ..data import clean
 from ..evaluate import (bits_per_char, evaluate_perplexity,
                         seq_data_stream_eval, split_train_valid_test)
@@ -21,8 +23,7 @@ from ..predict import predict_ch8
 from ..textfile import TextReader, scan_text
 from ..utils import gpu_problem, try_gpu
 from .config import (check_model_size, check_training_memory, holdout_split,
-                     is_int, scoring_batch_size, split_for_validation,
-                     train_config)
+                     scoring_batch_size, split_for_validation, train_config)
 from .errors import PROG, CLIError
 from .run import (BEST, Run, check_out_dir, ensure_writable, manifest_bytes,
                   report_training, start_fresh, start_from, training_lock)
@@ -196,7 +197,7 @@ def evaluate_max_tokens(args, config):
     if args.max_tokens is not None:
         return args.max_tokens
     saved = config.get('max_tokens')
-    if args.val_fraction and is_int(saved):
+    if args.val_fraction and is_integer(saved):
         return saved
     return -1
 

@@ -1,4 +1,6 @@
-"""A training run's configuration, each value checked before any work.
+"""A run's checked configuration (book/command-line.ipynb).
+
+A training run's configuration, each value checked before any work.
 
 A new run's configuration is the options over ``DEFAULTS``; a resumed
 run's is its checkpoint's, which must hold valid values, a text that still
@@ -12,23 +14,11 @@ import re
 from pathlib import Path
 
 from .. import checkpoint as ckpt
-from ..checks import check_corpus_length, check_fraction, check_positive
+from ..checks import (check_corpus_length, check_fraction, check_positive,
+                      check_that, is_integer, is_real)
 from ..evaluate import split_corpus
 from ..textfile import describe_text, scan_text
 from .errors import CLIError
-
-
-def check_that(test, wanted):
-    """A check in the manner of ``d2lrnn.checks``, for a rule it lacks.
-
-    ``check(name=value)`` raises ``ValueError('name must be WANTED, got
-    value.')`` unless ``test(value)``.
-    """
-    def check(**values):
-        for name, value in values.items():
-            if not test(value):
-                raise ValueError(f'{name} must be {wanted}, got {value!r}.')
-    return check
 
 
 # The section's settings (D2L 8.5.6), except for the number of epochs it
@@ -46,10 +36,10 @@ OPTION_KEYS = {'hidden': 'num_hiddens', 'lr': 'lr', 'epochs': 'num_epochs',
 FLOAT32_TINY, FLOAT32_MAX = 1.1754944e-38, 3.4028235e38
 check_learning_rate = check_that(
     lambda v: is_real(v) and FLOAT32_TINY <= v <= FLOAT32_MAX,
-    'a positive number')
+    'be a positive number')
 # A seed that both Python's random and MXNet accept.
-check_seed = check_that(lambda v: is_int(v) and 0 <= v < 2 ** 32,
-                        'an integer from 0 to 2**32 - 1')
+check_seed = check_that(lambda v: is_integer(v) and 0 <= v < 2 ** 32,
+                        'be an integer from 0 to 2**32 - 1')
 # What each configuration value must be: d2lrnn.checks' rule where it has
 # one, as the functions of the book check their arguments.
 CONFIG_CHECKS = {
@@ -57,14 +47,14 @@ CONFIG_CHECKS = {
     'batch_size': check_positive, 'num_steps': check_positive,
     'lr': check_learning_rate,
     'use_random_iter': check_that(lambda v: isinstance(v, bool),
-                                  'true or false'),
-    'max_tokens': check_that(lambda v: is_int(v) and (v > 0 or v == -1),
-                             'an integer'),
+                                  'be true or false'),
+    'max_tokens': check_that(lambda v: is_integer(v) and (v > 0 or v == -1),
+                             'be an integer'),
     'seed': check_seed,
     'val_fraction': check_fraction,
     'text': check_that(lambda v: v is None or isinstance(v, str),
-                       'a path or null'),
-    'text_sha256': check_that(lambda v: isinstance(v, str), 'a SHA-256'),
+                       'be a path or null'),
+    'text_sha256': check_that(lambda v: isinstance(v, str), 'be a SHA-256'),
 }
 # Copies of the parameters a run holds: the parameters, their gradients,
 # the snapshot of the last epoch and the one being saved.
@@ -123,7 +113,7 @@ def check_resumable(config, progress, out):
     wrong = None if missing else first_bad_value(config)
     epoch, history = progress.get('epoch'), progress.get('history')
     if missing or wrong or not (
-            is_int(epoch) and isinstance(history, list)
+            is_integer(epoch) and isinstance(history, list)
             and len(history) == epoch and all(map(valid_record, history))
             and 'python_random' in progress):
         what = (f'its config lacks {", ".join(missing)}' if missing
@@ -131,16 +121,6 @@ def check_resumable(config, progress, out):
                 else 'its progress is incomplete')
         raise CLIError(f'the checkpoint in {out} cannot be resumed ({what}); '
                        'start afresh with --force.')
-
-
-def is_int(value):
-    """An int, and not a bool (which is an int but never meant as one)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_real(value):
-    """An int or a float, and not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def first_bad_value(config):
@@ -155,7 +135,7 @@ def first_bad_value(config):
 
 def valid_record(record):
     """One epoch of a progress file's history, as a run records it."""
-    return (isinstance(record, dict) and is_int(record.get('epoch'))
+    return (isinstance(record, dict) and is_integer(record.get('epoch'))
             and is_real(record.get('perplexity'))
             and is_real(record.get('tokens_per_sec'))
             and (record.get('val_perplexity') is None

@@ -1,4 +1,6 @@
-"""How a command ends when it cannot finish: its exit status and messages."""
+"""Exit statuses and error messages (book/command-line.ipynb).
+
+How a command ends when it cannot finish: its exit status and messages."""
 
 PROG = 'd2lrnn'
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

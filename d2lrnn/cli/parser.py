@@ -1,4 +1,6 @@
-"""The command line's grammar: its commands, options and their types.
+"""Options of the `d2lrnn` command (book/command-line.ipynb).
+
+The command line's grammar: its commands, options and their types.
 
 A malformed command line ends with one line, ``d2lrnn: error: ...``, and
 exit status 2; each number is checked as it is read.

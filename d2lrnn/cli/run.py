@@ -1,4 +1,6 @@
-"""One training run: its --out directory, lock, signals and checkpoints.
+"""A training run's directory and lifecycle (book/command-line.ipynb).
+
+One training run: its --out directory, lock, signals and checkpoints.
 
 Training is the section's own loop (``train_epoch_ch8`` with ``sgd``),
 epoch after epoch, with a checkpoint every few epochs, at the end and on

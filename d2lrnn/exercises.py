@@ -1,4 +1,6 @@
-"""Tools for the exercises of the section.
+"""Tools for the exercises (book/09-exercises.md, book/exercises/).
+
+Tools for the exercises of the section.
 
 ``train_ch8`` trains the way the section does and prints; the exercises need
 more control and more measurements. In exercise order:
@@ -25,8 +27,7 @@ from .checks import (check_positive, check_positive_number,
 from .evaluate import (evaluate_perplexity, scored_minibatches,
                        seq_data_iter_eval)
 from .model import RNNModelScratch
-# train_epoch lives beside train_epoch_ch8; importable from here as before.
-from .train import STATE_MODES, sgd, train_epoch  # noqa: F401
+from .train import sgd, train_epoch
 
 
 # Exercise 1: token ids instead of one-hot vectors ----------------------------
