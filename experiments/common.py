@@ -185,7 +185,7 @@ def gradient_summary(norms, theta):
 
 
 class BestEpoch:
-    """An ``on_epoch`` for ``d2lrnn.experiments.train_run``: keeps a copy of
+    """An ``on_epoch`` for ``d2lrnn.exercises.train_run``: keeps a copy of
     the parameters of the epoch with the lowest validation perplexity.
 
     ``restore()`` puts them back into the model (``d2lrnn.optim.fit`` does

@@ -278,7 +278,7 @@ def main(argv=None):
                            f'{section["max_tokens"]} characters',
                 eval_batch_size=section['batch_size'],
                 eval_num_steps=section['num_steps'],
-                trainer='d2lrnn.experiments.train_run'),
+                trainer='d2lrnn.exercises.train_run'),
             heldout=dict(
                 heldout, optimizer='adam',
                 recipe='experiments.common.RECIPE (experiments/train_best.py)',
