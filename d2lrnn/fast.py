@@ -308,37 +308,47 @@ class _RNNWithBPTT(autograd.Function):
     that end up in a reference cycle with this instance, so the instance
     outlives its graph until Python's cyclic garbage collector runs, which
     can take many minibatches. Whatever it holds lives that long too. So
-    the one large array it saves, all hidden states
+    the large arrays it saves, all hidden states
     ((num_steps + 1, num_hiddens, batch_size) from the Python graphs,
-    (num_steps + 1, batch_size, num_hiddens) from the native operators), is
-    dropped as soon as the backward pass has used it; a second backward
-    pass through the same graph (``backward(retain_graph=True)`` twice)
-    recomputes the states from H0 and X instead.
+    (num_steps + 1, batch_size, num_hiddens) from the native operators) and
+    copies of W_hh and W_hq, are dropped as soon as the backward pass has
+    used them; a second backward pass through the same graph
+    (``backward(retain_graph=True)`` twice) recomputes the states from H0
+    and X and reads the live weights instead, as MXNet's own operators
+    read their inputs when they run.
     """
 
     def __init__(self, forward_graph, backward_graph):
         super().__init__()
         self.forward_graph, self.backward_graph = forward_graph, backward_graph
-        self.Hs = None
+        self.Hs = self.weights = None
 
     def forward(self, W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask):
         Y, H, self.Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0,
                                            X, *mask)
-        # the parameters are references, not copies: they cost no memory here
+        # references, for a second backward pass only (see backward)
         self.save_for_backward(W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask)
+        # Copies of the weights the backward pass reads. It runs later, in a
+        # callback of MXNet's engine, after whatever the caller pushed once
+        # backward() returned: reading the live W_hh there would wait for an
+        # update of W_hh, which waits for these gradients (a deadlock).
+        # Released after use, like Hs.
+        self.weights = (W_hh.copy(), W_hq.copy())
         # (num_steps * batch_size, vocab_size), (batch_size, num_hiddens)
         return Y, H
 
     def backward(self, dY, dH_last):
         W_xh, W_hh, b_h, W_hq, b_q, H0, X, *mask = self.saved_tensors
         Hs, self.Hs = self.Hs, None  # see the class docstring
+        weights, self.weights = self.weights, None
         if Hs is None:  # a second backward pass through a retained graph
             with autograd.pause():
                 Hs = self.forward_graph(W_xh, W_hh, b_h, W_hq, b_q, H0,
                                         X, *mask)[2]
+            weights = (W_hh, W_hq)
         grads = self.backward_graph(dY.as_np_ndarray(),
                                     dH_last.as_np_ndarray(),
-                                    W_hh, W_hq, X, Hs, *mask)
+                                    *weights, X, Hs, *mask)
         # The ids and the mask have no gradient.
         grads = list(grads) + [np.zeros(Z.shape, ctx=Z.ctx)
                                for Z in [X] + mask]

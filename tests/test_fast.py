@@ -181,7 +181,7 @@ def test_saved_states_are_released_after_backward_and_a_retained_graph_still_wor
         assert_close(a, b.grad)
 
 
-def run_python(code):
+def run_python(code, timeout=300):
     """Run `code` in a fresh Python (a crash there fails the test, not the session).
 
     The child ends with os._exit, as the command line does: after recorded passes of
@@ -190,7 +190,7 @@ def run_python(code):
     code = textwrap.dedent(code) + 'import os, sys; sys.stdout.flush(); os._exit(0)\n'
     env = dict(os.environ, MPLBACKEND='Agg')
     return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=timeout)
 
 
 def outside(token_id, vocab_size):
@@ -254,3 +254,29 @@ def test_no_time_steps_gets_a_clear_error(native):
         with pytest.raises(ValueError, match=r'X holds no token ids \(shape \(\d, \d\)\): '
                                              'batch_size and num_steps must be at least 1'):
             model(np.zeros(shape), (np.zeros((shape[0], 8)),))
+
+
+@pytest.mark.parametrize('native', [True, False])
+@pytest.mark.parametrize('update', ['d2lrnn.sgd(m.params, 0.01, 1)',
+                                    'd2lrnn.Adam(m.params, lr=0.01).step()'])
+def test_updating_right_after_backward_does_not_wait_for_ever(native, update):
+    # The backward pass runs later, in a callback of MXNet's engine; had it read
+    # the live parameters, it would wait for this update, which waits for its
+    # gradients. Nothing here reads the gradients first (no clipping).
+    code = f'''
+        import d2lrnn
+        from mxnet import autograd, np, npx
+        m = d2lrnn.FastRNNScratch(28, 8, npx.cpu(), native={native})
+        with autograd.record():
+            Y, _ = m(np.array([[1, 2, 3]]), m.begin_state(1, npx.cpu()))
+            loss = Y.sum()
+        loss.backward()
+        {update}
+        print(float(m.params[0].sum()))
+    '''
+    try:
+        result = run_python(code, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail('the update after backward() never finished (a deadlock)')
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout)  # a finite number was printed
