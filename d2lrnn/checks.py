@@ -146,8 +146,21 @@ def check_theta_or_none(theta):
             f'got {theta!r}.') from None
 
 
-def check_prediction(prefix, num_predicts, sample, alpha):
-    """The arguments of ``predict_ch8``: a prefix, a count, and alpha."""
+def check_vocab_fits(model, vocab):
+    """Raise unless `model` has an input and an output for every token of
+    `vocab`: ids beyond its size would be silently wrong (a one-hot row of
+    zeros) or refused deep inside the model."""
+    size = getattr(model, 'vocab_size', None)
+    if size is not None and len(vocab) > size:
+        raise ValueError(
+            f'the vocabulary has {len(vocab)} tokens but the model was built '
+            f'for {size}: build it with vocab_size=len(vocab).')
+
+
+def check_prediction(prefix, num_predicts, model, vocab, sample, alpha):
+    """The arguments of ``predict_ch8``: a prefix, a count, a model that fits
+    the vocabulary, and alpha."""
+    check_vocab_fits(model, vocab)
     check_nonempty_string(prefix=prefix)
     check_nonnegative(num_predicts=num_predicts)
     if sample:  # alpha is used only when sampling

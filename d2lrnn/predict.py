@@ -22,7 +22,7 @@ from .checks import check_prediction
 def predict_ch8(prefix, num_predicts, model, vocab, ctx,
                 sample=False, alpha=1.0, seed=None):
     """`prefix` followed by `num_predicts` predicted characters (D2L 8.5.4)."""
-    check_prediction(prefix, num_predicts, sample, alpha)
+    check_prediction(prefix, num_predicts, model, vocab, sample, alpha)
     rng = onp.random.default_rng(seed)  # used only with sample=True
     state = model.begin_state(batch_size=1, ctx=ctx)
     outputs = [vocab[prefix[0]]]

@@ -59,7 +59,8 @@ import math
 from mxnet import autograd, gluon, init
 
 from .checks import (check_clipping_threshold, check_positive,
-                     check_positive_number, check_theta_or_none)
+                     check_positive_number, check_theta_or_none,
+                     check_vocab_fits)
 from .plot import Animator
 from .predict import predict_ch8
 from .utils import Accumulator, Timer, perplexity
@@ -147,6 +148,7 @@ def train_ch8(model, train_iter, vocab, lr, num_epochs, ctx,
     """Train with SGD, plot every 10 epochs, return perplexity (D2L 8.5.6)."""
     check_positive(num_epochs=num_epochs)
     check_positive_number(lr=lr)  # infinity would make the parameters NaN
+    check_vocab_fits(model, vocab)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     if animator is None:
         animator = Animator(xlabel='epoch', ylabel='perplexity',

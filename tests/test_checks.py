@@ -1,4 +1,6 @@
 """d2lrnn.checks: one way to validate arguments, one clear error for each."""
+import types
+
 import numpy as onp
 import pytest
 
@@ -51,9 +53,18 @@ def test_infinity_is_a_clipping_threshold_none_means_no_clipping():
 
 
 def test_alpha_is_checked_only_when_sampling():
-    checks.check_prediction('t', 0, sample=False, alpha=-1)
+    model, vocab = types.SimpleNamespace(vocab_size=3), 'abc'  # sizes fit
+    checks.check_prediction('t', 0, model, vocab, sample=False, alpha=-1)
     with pytest.raises(ValueError, match='alpha must be a finite number > 0, got -1'):
-        checks.check_prediction('t', 0, sample=True, alpha=-1)
+        checks.check_prediction('t', 0, model, vocab, sample=True, alpha=-1)
+
+
+def test_a_model_must_have_room_for_every_token_of_the_vocabulary():
+    checks.check_vocab_fits(types.SimpleNamespace(vocab_size=28), range(28))
+    checks.check_vocab_fits(types.SimpleNamespace(vocab_size=30), range(28))
+    checks.check_vocab_fits(object(), range(28))  # a model that does not say
+    with pytest.raises(ValueError, match='has 28 tokens but the model was built for 27'):
+        checks.check_vocab_fits(types.SimpleNamespace(vocab_size=27), range(28))
 
 
 def test_token_ids_must_lie_in_the_vocabulary():

@@ -6,7 +6,7 @@ import re
 
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, np
+from mxnet import autograd, gluon, np, npx
 
 import d2lrnn
 from d2lrnn.train import grad_clipping, sgd
@@ -301,3 +301,18 @@ def test_grad_clipping_with_an_infinite_threshold_never_clips():
     assert grad_clipping(model, math.inf) == pytest.approx(NORM)
     for g, expected in zip(model.grads(), GRADS):
         assert onp.array_equal(g, expected)
+
+
+@pytest.mark.parametrize('call', ['train', 'predict'])
+def test_a_model_built_for_a_smaller_vocabulary_is_refused(call):
+    # RNNModelScratch would read ids 10..27 as one-hot rows of zeros, silently.
+    train_iter, vocab = d2lrnn.load_data_time_machine(4, 5, max_tokens=500)
+    model = d2lrnn.RNNModelScratch(10, 8, npx.cpu(), d2lrnn.get_params,
+                                   d2lrnn.init_rnn_state, d2lrnn.rnn)
+    message = ('the vocabulary has 28 tokens but the model was built for 10: '
+               'build it with vocab_size=len(vocab).')
+    with pytest.raises(ValueError, match=re.escape(message)):
+        if call == 'train':
+            d2lrnn.train_ch8(model, train_iter, vocab, 1, 1, npx.cpu())
+        else:
+            d2lrnn.predict_ch8('time', 5, model, vocab, npx.cpu())
