@@ -58,12 +58,11 @@ and scoring the held-out part (CPU times on one core of an AMD EPYC):
   uniform distribution at the lowest order).
 """
 import math
-import os
-import resource
 
 import numpy as np
 
 from .checks import check_at_least, check_positive_number, check_that, is_real
+from .memory import memory_limit
 
 SMOOTHINGS = ('kneser-ney', 'add-k')
 # The discount used where the counts give no estimate (no n-gram counted
@@ -143,20 +142,6 @@ def _num_ngrams(order, vocab_size, n):
     # Longer ones: at most one per position, n - k + 1.
     lengths = top - k + 1
     return total + lengths * (n + 1) - (k + top) * lengths // 2
-
-
-def memory_limit():
-    """Bytes this process may use: the machine's memory, or a lower
-    ``ulimit -v`` / ``-d``; None if the system does not say."""
-    try:
-        limits = [os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')]
-    except (ValueError, OSError):
-        return None
-    for name in ('RLIMIT_AS', 'RLIMIT_DATA'):
-        soft = resource.getrlimit(getattr(resource, name))[0]
-        if soft != resource.RLIM_INFINITY:
-            limits.append(soft)
-    return min(limits)
 
 
 def _index_ngrams(x, order, vocab_size, tables=None):
@@ -276,7 +261,7 @@ class NGramLM:
                 f'an n-gram model of order {self.order:,} over a vocabulary of '
                 f'{self.vocab_size:,} needs about {needed / 1e9:,.1f} GB to {task} '
                 f'{num_tokens:,} tokens, more than the {limit / 1e9:,.1f} GB of '
-                'memory here (it indexes every token at every order); use a '
+                'memory available here (it indexes every token at every order); use a '
                 'lower order or a shorter text.')
 
     def _count(self, pos, k, x):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from d2lrnn import ngram
+from d2lrnn import memory, ngram
 from d2lrnn.ngram import NGramLM, kn_discounts, ngram_perplexity
 from d2lrnn.results import cpu_model
 
@@ -163,7 +163,7 @@ def test_an_order_whose_index_cannot_fit_is_refused_before_allocating(monkeypatc
     try:
         with pytest.raises(MemoryError, match=(
                 r'order 1,000,000 over a vocabulary of 28 needs about \d\.\d GB to fit 1,000 '
-                r'tokens, more than the 2\.0 GB of memory here')):
+                r'tokens, more than the 2\.0 GB of memory available here')):
             NGramLM(10 ** 6, 28).fit(ids)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -212,11 +212,15 @@ def test_the_ngram_count_bound_is_the_count_of_every_possible_ngram():
         assert ngram._num_ngrams(order, vocab_size, length) == possible
 
 
-def test_the_memory_limit_follows_ulimit(monkeypatch):
-    real = ngram.resource.getrlimit
-    monkeypatch.setattr(ngram.resource, 'getrlimit', lambda which: (
-        (3 * 10 ** 8, 3 * 10 ** 8) if which == ngram.resource.RLIMIT_AS else real(which)))
-    assert ngram.memory_limit() == 3 * 10 ** 8
+def test_the_memory_limit_follows_ulimit_and_the_memory_still_available(monkeypatch):
+    real = memory.resource.getrlimit
+    monkeypatch.setattr(memory.resource, 'getrlimit', lambda which: (
+        (3 * 10 ** 8, 3 * 10 ** 8) if which == memory.resource.RLIMIT_AS else real(which)))
+    monkeypatch.setattr(memory, 'available_memory', lambda: 4 * 10 ** 8)
+    assert memory.memory_limit() == 3 * 10 ** 8
+    # not the machine's memory: what other programs leave (a busy machine)
+    monkeypatch.setattr(memory, 'available_memory', lambda: 2 * 10 ** 8)
+    assert memory.memory_limit() == 2 * 10 ** 8 < memory.physical_memory()
 
 
 def test_a_vocabulary_too_large_for_int64_codes_is_refused():

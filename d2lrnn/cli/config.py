@@ -9,7 +9,6 @@ is written, the model must fit in MXNet's arrays and memory, the text in
 memory, and the text must fill a minibatch.
 """
 import math
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .. import checkpoint as ckpt
 from ..checks import (check_corpus_length, check_fraction, check_positive,
                       check_that, is_integer, is_real)
 from ..evaluate import split_corpus
+from ..memory import available_memory, physical_memory
 from ..textfile import describe_text, scan_text
 from .errors import CLIError
 
@@ -65,8 +65,6 @@ PARAM_COPIES = 4
 # of the file without a validation part and 33 with --val-fraction 0.1
 # (AMD EPYC); the larger, rounded up.
 TRAIN_BYTES_PER_CHAR = 36
-MEMINFO = Path('/proc/meminfo')
-CGROUP = Path('/sys/fs/cgroup')  # a container's memory limit, if any
 
 
 def train_config(args, checkpoint):
@@ -226,37 +224,6 @@ def check_model_size(vocab_size, config):
             f'{numbers:,} parameters (float32, with gradients and copies), '
             f'more than the {memory / 1e9:.1f} GB of memory here; choose '
             'fewer hidden units.')
-
-
-def physical_memory():
-    """Bytes of memory of this machine, or None if the system won't say."""
-    try:
-        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def available_memory():
-    """Bytes of memory a process can still take here, or None if unknown.
-
-    The kernel's estimate (MemAvailable in /proc/meminfo), and no more
-    than a container's limit (cgroup v2) leaves.
-    """
-    found = []
-    try:
-        for line in MEMINFO.read_text().splitlines():
-            if line.startswith('MemAvailable:'):
-                found.append(int(line.split()[1]) * 1024)  # in kB
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = (CGROUP / 'memory.max').read_text().strip()
-        if limit != 'max':
-            used = int((CGROUP / 'memory.current').read_text())
-            found.append(int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 def holdout_split(corpus, fraction):

@@ -207,22 +207,23 @@ def test_a_text_too_large_for_memory_is_refused_before_training(capsys, good, mo
 
 
 def test_available_memory_is_what_the_kernel_and_a_cgroup_leave(tmp_path, monkeypatch):
+    from d2lrnn import memory
     meminfo = write(tmp_path / 'meminfo', 'MemTotal: 8000 kB\nMemAvailable:    4000 kB\n')
-    monkeypatch.setattr(config, 'MEMINFO', meminfo)
-    monkeypatch.setattr(config, 'CGROUP', tmp_path / 'no-cgroup')
-    assert config.available_memory() == 4000 * 1024
+    monkeypatch.setattr(memory, 'MEMINFO', meminfo)
+    monkeypatch.setattr(memory, 'CGROUP', tmp_path / 'no-cgroup')
+    assert memory.available_memory() == 4000 * 1024
     cgroup = tmp_path / 'cgroup'
     cgroup.mkdir()
     write(cgroup / 'memory.max', 'max\n')
     write(cgroup / 'memory.current', '1000\n')
-    monkeypatch.setattr(config, 'CGROUP', cgroup)
-    assert config.available_memory() == 4000 * 1024
+    monkeypatch.setattr(memory, 'CGROUP', cgroup)
+    assert memory.available_memory() == 4000 * 1024
     write(cgroup / 'memory.max', f'{3000 * 1024}\n')  # a container's limit, less than free
-    assert config.available_memory() == 3000 * 1024 - 1000
-    monkeypatch.setattr(config, 'MEMINFO', tmp_path / 'none')
-    assert config.available_memory() == 3000 * 1024 - 1000
-    monkeypatch.setattr(config, 'CGROUP', tmp_path / 'no-cgroup')
-    assert config.available_memory() is None
+    assert memory.available_memory() == 3000 * 1024 - 1000
+    monkeypatch.setattr(memory, 'MEMINFO', tmp_path / 'none')
+    assert memory.available_memory() == 3000 * 1024 - 1000
+    monkeypatch.setattr(memory, 'CGROUP', tmp_path / 'no-cgroup')
+    assert memory.available_memory() is None
 
 
 def test_an_mxnet_error_is_one_line(capsys, good, monkeypatch):
