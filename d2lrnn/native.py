@@ -209,23 +209,39 @@ def _check_directory(directory):
         raise NativeBuildError(
             f'{why}; refusing to load from it: set D2LRNN_CACHE_DIR to a '
             'directory of your own')
-    for parent in real.parents:
-        st = os.lstat(parent)
-        open_to_others = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
-        if not _trusted_owner(st) or open_to_others:
-            raise NativeBuildError(
-                f'{parent}, above the cache {real}, could be changed by '
-                'another user; refusing to load from it: set '
-                'D2LRNN_CACHE_DIR to a directory of your own')
+    _check_folders_above(real.parents, f'above the cache {real}')
     return real
 
 
+def _check_folders_above(folders, where):
+    """Raise NativeBuildError unless each of `folders` is yours or root's
+    and closed to others (a sticky folder, like /tmp, may be open)."""
+    for folder in folders:
+        st = os.lstat(folder)
+        open_to_others = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+        if not _trusted_owner(st) or open_to_others:
+            raise NativeBuildError(
+                f'{folder}, {where}, could be changed by another user; '
+                'refusing to use it: set D2LRNN_CACHE_DIR to a directory of '
+                'your own')
+
+
 def _make_directory(directory):
-    """Create `directory` and any missing parent, each private (0700)."""
-    missing = [p for p in [directory, *directory.parents] if not p.exists()]
-    for part in reversed(missing):
+    """Create `directory` and any missing parent, each private (0700), only
+    below a folder that passes ``_check_folders_above``: nothing is made in
+    another user's home, or through a symlink they could turn elsewhere."""
+    missing = []
+    while not os.path.lexists(directory):
+        missing.append(directory.name)
+        directory = directory.parent
+    base = Path(os.path.realpath(directory))
+    if not missing:
+        return
+    _check_folders_above([base, *base.parents], 'where the cache would be made')
+    for name in reversed(missing):
+        base = base / name
         try:
-            os.mkdir(part, 0o700)
+            os.mkdir(base, 0o700)
         except FileExistsError:  # made by a concurrent process meanwhile
             pass
 

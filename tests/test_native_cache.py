@@ -160,9 +160,36 @@ def test_a_directory_above_the_cache_that_others_can_write(sticky, tmp_path, cac
         assert stat.S_IMODE((shared / 'mine').stat().st_mode) == 0o700
     else:
         with pytest.raises(native.NativeBuildError,
-                           match=f'^{shared}, above the cache {shared}/mine, could be '
-                                 'changed by another user; refusing to load from it'):
+                           match=f'^{shared}, where the cache would be made, could be '
+                                 'changed by another user; refusing to use it'):
             native.build()
+        assert not (shared / 'mine').exists()  # nothing made there
+
+
+@pytest.mark.parametrize('planted', [False, True])
+def test_nothing_is_made_in_another_users_home(tmp_path, fake_compiler, monkeypatch,
+                                               planted):
+    # As root with another user's HOME (sudo -E): their ~/.cache must not become
+    # root's, nor a .cache they planted as a symlink lead the build elsewhere.
+    home, elsewhere = tmp_path / 'alice', tmp_path / 'elsewhere'
+    home.mkdir()
+    elsewhere.mkdir()
+    if planted:
+        (home / '.cache').symlink_to(elsewhere)
+    theirs = {home.stat().st_ino, elsewhere.stat().st_ino}
+    trusted = native._trusted_owner
+    monkeypatch.setattr(native, '_trusted_owner',  # as if alice owned both
+                        lambda st: st.st_ino not in theirs and trusted(st))
+    monkeypatch.delenv('D2LRNN_CACHE_DIR')
+    monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
+    monkeypatch.setenv('HOME', str(home))
+    use_compiler(monkeypatch, fake_compiler()[0])
+    where = elsewhere if planted else home
+    with pytest.raises(native.NativeBuildError,
+                       match=f'^{where}, where the cache would be made, could be changed'):
+        native.build()
+    assert sorted(p.name for p in home.iterdir()) == (['.cache'] if planted else [])
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_a_cache_behind_a_symlink_is_used_at_its_real_path(tmp_path, fake_compiler,
