@@ -1,6 +1,5 @@
-"""Checkpoints of `d2lrnn train` (book/command-line.ipynb).
-
-Checkpoints: a trained model in a directory a crash cannot half-write.
+"""Checkpoints: a trained model in a directory a crash cannot half-write
+(book/command-line.ipynb).
 
 A checkpoint directory holds::
 

@@ -1,6 +1,4 @@
-"""Argument checks of every function (book/01-data.ipynb).
-
-Argument checks: one clear error for each kind of bad input.
+"""Argument checks: one clear error for each kind of bad input (book/01-data.ipynb).
 
 Every check names the argument, shows the value it got and says what it
 needs, so that a mistake is caught where it is made rather than deep inside

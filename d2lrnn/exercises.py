@@ -1,6 +1,4 @@
-"""Tools for the exercises (book/09-exercises.md, book/exercises/).
-
-Tools for the exercises of the section.
+"""Tools for the exercises of the section (book/09-exercises.md, book/exercises/).
 
 ``train_ch8`` trains the way the section does and prints; the exercises need
 more control and more measurements. In exercise order:

@@ -1,5 +1,6 @@
-"""How much memory this machine has and can still give (the command line and the
-count models check it before large allocations; see the command-line page).
+"""How much memory this machine has and can still give (book/command-line.ipynb).
+
+The command line and the count models check it before large allocations.
 
 Three figures, each None when the system does not say:
 

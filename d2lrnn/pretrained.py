@@ -1,6 +1,5 @@
-"""Models from checkpoints (book/command-line.ipynb).
-
-Models from checkpoints: the shipped model, or any `d2lrnn train` run.
+"""Models from checkpoints: the shipped model, or any `d2lrnn train` run
+(book/command-line.ipynb).
 
 ``checkpoint`` reads and writes the files; this module builds the model
 they hold::
