@@ -7,12 +7,17 @@ exit status 2; each number is checked as it is read.
 """
 import argparse
 
-from ..checks import check_fraction, check_positive, check_positive_number
+from ..checks import (check_fraction, check_positive, check_positive_number,
+                      check_that, is_integer)
 from .commands import cmd_build_native, cmd_evaluate, cmd_generate, cmd_train
 from .config import (DEFAULTS, FLOAT32_MAX, FLOAT32_TINY,
                      check_learning_rate, check_seed)
 from .errors import EXIT_USAGE, PROG
 
+# The most characters `generate -n` makes in one call: at about 2,000 a
+# second on a 2-core CPU, minutes; more would run for hours, showing nothing
+# until the end.
+MAX_GENERATE = 1_000_000
 
 class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line: ``d2lrnn: error: ...``."""
@@ -49,6 +54,10 @@ learning_rate = argument_type(
     '(float32)')
 seed_int = argument_type(int, check_seed, 'an integer from 0 to 2**32 - 1')
 fraction = argument_type(float, check_fraction, 'at least 0 and below 1')
+generate_count = argument_type(
+    int, check_that(lambda n: is_integer(n) and 0 < n <= MAX_GENERATE,
+                    f'be a positive integer up to {MAX_GENERATE:,}'),
+    f'a positive integer up to {MAX_GENERATE:,}')
 
 
 def max_tokens_int(text):
@@ -141,8 +150,9 @@ def add_generate_parser(subparsers):
                    help='the --out directory of `d2lrnn train`')
     p.add_argument('--prefix', required=True, metavar='TEXT',
                    help='the text to continue')
-    p.add_argument('-n', type=positive_int, default=50,
-                   help='characters to generate (default 50)')
+    p.add_argument('-n', type=generate_count, default=50,
+                   help=f'characters to generate (default 50, at most '
+                        f'{MAX_GENERATE:,})')
     p.add_argument('--sample', action='store_true',
                    help='draw each character from p**alpha instead of '
                         'taking the argmax')

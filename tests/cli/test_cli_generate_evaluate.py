@@ -67,7 +67,8 @@ def test_generate_refuses_bad_requests(capsys, abc_checkpoint, args, message):
                    message, abc_checkpoint)
 
 
-@pytest.mark.parametrize('option, value', [('-n', 0), ('--alpha', 0), ('--alpha', 'nan')])
+@pytest.mark.parametrize('option, value', [('-n', 0), ('-n', 10 ** 12), ('--alpha', 0),
+                                           ('--alpha', 'nan')])
 def test_generate_refuses_bad_numbers(capsys, abc_checkpoint, option, value):
     assert_refused(capsys, ['generate', '--checkpoint', abc_checkpoint, '--prefix', 'abc',
                             '--sample', option, value], f'argument {option}: must be',
