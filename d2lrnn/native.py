@@ -234,9 +234,9 @@ def _make_directory(directory):
     while not os.path.lexists(directory):
         missing.append(directory.name)
         directory = directory.parent
-    base = Path(os.path.realpath(directory))
     if not missing:
         return
+    base = Path(os.path.realpath(directory))
     _check_folders_above([base, *base.parents], 'where the cache would be made')
     for name in reversed(missing):
         base = base / name
